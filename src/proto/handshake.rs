@@ -1,0 +1,230 @@
+//! The opening handshake (RFC 6455 §4): key/accept computation, validation of a client's
+//! upgrade request, and the server's 101 response.
+//!
+//! This module works on header values, not on sockets or on a particular HTTP parser:
+//! pass a lookup function from header name (case-insensitive) to value.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+/// The GUID that RFC 6455 §1.3 appends to the key.
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Computes `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
+///
+/// ```
+/// use wsreactor::proto::handshake::accept_key;
+/// // the example of RFC 6455 §1.3
+/// assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn accept_key(key: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(GUID.as_bytes());
+    STANDARD.encode(h.finalize())
+}
+
+/// Why an upgrade request was refused, with the HTTP status to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Not a GET (405).
+    Method,
+    /// Not HTTP/1.1 or later (400).
+    HttpVersion,
+    /// No `Upgrade: websocket` token (400).
+    Upgrade,
+    /// No `Connection: Upgrade` token (400).
+    Connection,
+    /// `Sec-WebSocket-Version` absent or not 13 (426, with `Sec-WebSocket-Version: 13`).
+    Version,
+    /// `Sec-WebSocket-Key` absent or not the base64 of 16 bytes (400).
+    Key,
+    /// `Host` absent (400).
+    Host,
+}
+
+impl HandshakeError {
+    /// The HTTP status code for the refusal.
+    pub fn status(self) -> u16 {
+        match self {
+            HandshakeError::Method => 405,
+            HandshakeError::Version => 426,
+            _ => 400,
+        }
+    }
+
+    /// A short explanation.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HandshakeError::Method => "WebSocket upgrade must use GET",
+            HandshakeError::HttpVersion => "WebSocket upgrade needs HTTP/1.1",
+            HandshakeError::Upgrade => "missing Upgrade: websocket",
+            HandshakeError::Connection => "missing Connection: Upgrade",
+            HandshakeError::Version => "unsupported Sec-WebSocket-Version (13 only)",
+            HandshakeError::Key => "missing or malformed Sec-WebSocket-Key",
+            HandshakeError::Host => "missing Host",
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+/// True if the comma-separated header value contains `token` (ASCII case-insensitive).
+///
+/// ```
+/// use wsreactor::proto::handshake::has_token;
+/// assert!(has_token(b"keep-alive, Upgrade", "upgrade"));
+/// assert!(!has_token(b"upgraded", "upgrade"));
+/// ```
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Iterates the sub-protocols offered in a `Sec-WebSocket-Protocol` value, in order.
+pub fn offered_protocols(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Validates a client's upgrade request.
+///
+/// `header` looks a header up by name, case-insensitively, and returns its value.
+/// On success, returns the `Sec-WebSocket-Key` to answer.
+pub fn validate_request<'h>(
+    method: &str,
+    http_minor: u8,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+) -> Result<&'h [u8], HandshakeError> {
+    if method != "GET" {
+        return Err(HandshakeError::Method);
+    }
+    if http_minor < 1 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    if header("host").is_none() {
+        return Err(HandshakeError::Host);
+    }
+    if !header("upgrade").is_some_and(|v| has_token(v, "websocket")) {
+        return Err(HandshakeError::Upgrade);
+    }
+    if !header("connection").is_some_and(|v| has_token(v, "upgrade")) {
+        return Err(HandshakeError::Connection);
+    }
+    if header("sec-websocket-version").map(|v| v.trim_ascii()) != Some(b"13") {
+        return Err(HandshakeError::Version);
+    }
+    let key = header("sec-websocket-key")
+        .ok_or(HandshakeError::Key)?
+        .trim_ascii();
+    match STANDARD.decode(key) {
+        Ok(raw) if raw.len() == 16 => Ok(key),
+        _ => Err(HandshakeError::Key),
+    }
+}
+
+/// Appends the `101 Switching Protocols` response for `key` to `out`.
+///
+/// `protocol` is the chosen sub-protocol, if any; `extra` holds further header lines, each
+/// without its CRLF.
+pub fn write_response(out: &mut Vec<u8>, key: &[u8], protocol: Option<&str>, extra: &[&str]) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept_key(key).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(p) = protocol {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for line in extra {
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A fresh random `Sec-WebSocket-Key` for a client request, from 16 bytes of randomness.
+pub fn client_key(random: [u8; 16]) -> String {
+    STANDARD.encode(random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(hs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a [u8]> {
+        move |name| {
+            hs.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_bytes())
+        }
+    }
+
+    #[test]
+    fn validates_and_refuses() {
+        let good = [
+            ("Host", "x"),
+            ("Upgrade", "WebSocket"),
+            ("Connection", "keep-alive, Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert_eq!(
+            validate_request("GET", 1, lookup(&good)),
+            Ok(&b"dGhlIHNhbXBsZSBub25jZQ=="[..])
+        );
+        assert_eq!(
+            validate_request("POST", 1, lookup(&good)),
+            Err(HandshakeError::Method)
+        );
+        assert_eq!(
+            validate_request("GET", 0, lookup(&good)),
+            Err(HandshakeError::HttpVersion)
+        );
+        let mut v8 = good;
+        v8[3].1 = "8";
+        assert_eq!(
+            validate_request("GET", 1, lookup(&v8)),
+            Err(HandshakeError::Version)
+        );
+        assert_eq!(HandshakeError::Version.status(), 426);
+        let mut badkey = good;
+        badkey[4].1 = "c2hvcnQ=";
+        assert_eq!(
+            validate_request("GET", 1, lookup(&badkey)),
+            Err(HandshakeError::Key)
+        );
+        let mut noup = good;
+        noup[1].1 = "h2c";
+        assert_eq!(
+            validate_request("GET", 1, lookup(&noup)),
+            Err(HandshakeError::Upgrade)
+        );
+        let mut noconn = good;
+        noconn[2].1 = "keep-alive";
+        assert_eq!(
+            validate_request("GET", 1, lookup(&noconn)),
+            Err(HandshakeError::Connection)
+        );
+    }
+
+    #[test]
+    fn response_carries_accept_and_protocol() {
+        let mut out = Vec::new();
+        write_response(&mut out, b"dGhlIHNhbXBsZSBub25jZQ==", Some("chat"), &[]);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 101 "));
+        assert!(s.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(s.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        assert!(s.ends_with("\r\n\r\n"));
+    }
+}
