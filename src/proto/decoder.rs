@@ -534,7 +534,9 @@ mod tests {
 
     /// Feeds `wire` in pieces of `step` bytes, the way a reactor would: unconsumed bytes
     /// are kept and presented again. Returns the events as owned values.
-    fn run(wire: &[u8], step: usize) -> Result<Vec<(String, Vec<u8>, bool, bool)>, ProtocolError> {
+    type Seen = Vec<(String, Vec<u8>, bool, bool)>;
+
+    fn run(wire: &[u8], step: usize) -> Result<Seen, ProtocolError> {
         let mut rx = Receiver::new(Role::Server, Limits::default());
         let mut out = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
@@ -570,7 +572,7 @@ mod tests {
         Ok(out)
     }
 
-    fn joined(events: &[(String, Vec<u8>, bool, bool)], kind: &str) -> Vec<u8> {
+    fn joined(events: &Seen, kind: &str) -> Vec<u8> {
         events
             .iter()
             .filter(|e| e.0 == kind)
