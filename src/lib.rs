@@ -1,5 +1,67 @@
-//! wsreactor: WebSockets and HTTP from a single-threaded poll reactor.
+//! wsreactor: WebSockets and HTTP from a single-threaded poll reactor, in the tradition of
+//! libwebsockets.
+//!
+//! A [`Context`] owns a mio poll loop with the listen sockets and every connection; the
+//! program calls [`Context::service`] from its own main loop. Protocols (a name, a
+//! [`Protocol`] handler with a per-session data type, an rx buffer size) get libwebsockets'
+//! callback reasons as a [`Reason`] enum, with a short-lived [`Wsi`] handle for the
+//! connection. Underneath, [`proto`] is a sans-IO RFC 6455 implementation usable on its own.
+//!
+//! | libwebsockets | wsreactor |
+//! | --- | --- |
+//! | `libwebsocket_create_context` | [`Context::builder`] … [`ContextBuilder::build`] |
+//! | `libwebsocket_service` | [`Context::service`] |
+//! | `struct libwebsocket_protocols` | [`ContextBuilder::protocol`], [`ProtocolSpec`] |
+//! | `LWS_CALLBACK_*` | [`Reason`], [`ProtocolEvent`] |
+//! | `libwebsocket_write` | [`Wsi::write`], [`Wsi::write_fragment`] |
+//! | `libwebsocket_callback_on_writable` | [`Wsi::callback_on_writable`] |
+//! | `libwebsocket_rx_flow_control` | [`Wsi::rx_flow_control`] |
+//! | `libwebsocket_cancel_service` | [`CancelHandle::cancel`] |
+//! | `lws_set_log_level` | [`set_log_level`] |
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod connection;
+mod context;
+mod dispatch;
+pub mod http;
+mod listener;
 pub mod proto;
+mod protocol;
+mod timers;
+mod wsi;
+
+pub use context::{CancelHandle, Context, ContextBuilder, ProtocolSpec};
+pub use protocol::{Close, Protocol, ProtocolEvent, ProtocolId, Reason};
+pub use wsi::{ConnId, ProtocolContext, WriteError, WriteProtocol, Wsi};
+
+/// The library version (`lws_get_library_version`).
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// Sets the log level (`lws_set_log_level`). Messages go through the `log` crate; install
+/// any logger (e.g. `env_logger`) to see them.
+pub fn set_log_level(level: log::LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// Maps a libwebsockets log bitmask (`LLL_ERR` = 1, `LLL_WARN` = 2, `LLL_NOTICE` = 4,
+/// `LLL_INFO` = 8, `LLL_DEBUG` = 16, …) to the most verbose `log` level it enables.
+///
+/// ```
+/// use wsreactor::lws_log_level;
+/// assert_eq!(lws_log_level(7), log::LevelFilter::Info);
+/// assert_eq!(lws_log_level(0), log::LevelFilter::Off);
+/// ```
+pub fn lws_log_level(mask: u32) -> log::LevelFilter {
+    use log::LevelFilter::*;
+    match mask {
+        0 => Off,
+        1 => Error,
+        2..=3 => Warn,
+        4..=15 => Info,
+        16..=63 => Debug,
+        _ => Trace,
+    }
+}

@@ -74,6 +74,11 @@
     }
     var card = $(key + "_card");
     if (card) card.classList.toggle("is-closed", state === "closed");
+    if (state === "closed") {
+      var banner = $("closed_banner");
+      if (banner) banner.hidden = false;
+    }
+    if (key === "wsst") renderStatus();
     channels[key].buttons.forEach(function (b) { $(b).disabled = state !== "connected"; });
   }
 
@@ -269,14 +274,24 @@
     return td;
   }
 
+  function statusLive() {
+    var ws = channels.wsst.ws;
+    return !!ws && ws.readyState === 1;
+  }
+
   function renderStatus() {
     var body = $("ws_status_body");
+    var live = statusLive();
     body.textContent = "";
-    $("ws_status_count").textContent = String(conns.length);
+    $("ws_status_note").textContent = live
+      ? conns.length + " connection(s) to this server right now"
+      : (conns.length ? "last known list of " + conns.length + " connection(s) \u2014 status socket closed"
+        : "status socket not connected");
+    $("ws_status_list").classList.toggle("stale", !live);
     if (!conns.length) {
       var tr0 = document.createElement("tr");
       tr0.className = "empty";
-      cell(tr0, "no connections").colSpan = 5;
+      cell(tr0, live ? "no connections" : "no data").colSpan = 5;
       body.appendChild(tr0);
       return;
     }
@@ -315,7 +330,7 @@
 
   function startStatus() {
     open("wsst", wsBase(), onStatus);
-    setInterval(function () { if (conns.length) renderStatus(); }, 1000);
+    setInterval(function () { if (conns.length && statusLive()) renderStatus(); }, 1000);
   }
 
   /* ---------- echo ---------- */

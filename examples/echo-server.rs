@@ -1,0 +1,93 @@
+//! Echoes every message back, text as text and binary as binary, fragmented or not, on
+//! any sub-protocol or none. This is the server that the Autobahn conformance run and the
+//! benchmarks use.
+//!
+//! ```text
+//! cargo run --release --example echo-server -- [--port 9001] [--interface 127.0.0.1] [-d LEVEL]
+//! ```
+//!
+//! Messages are echoed piece by piece as they arrive (no reassembly), so memory stays flat
+//! whatever the message size. A client that sends faster than it reads is slowed with rx
+//! flow control once 1 MiB of echo is waiting for it.
+
+use std::time::Duration;
+use wsreactor::{Close, Context, Protocol, Reason, WriteProtocol, Wsi};
+
+const HIGH_WATER: usize = 1 << 20;
+
+#[derive(Default)]
+struct Echo;
+
+impl Protocol for Echo {
+    type Session = ();
+
+    fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+        match reason {
+            Reason::Receive {
+                data,
+                binary,
+                first,
+                last,
+                ..
+            } => {
+                let wp = match (first, binary) {
+                    (false, _) => WriteProtocol::Continuation,
+                    (true, false) => WriteProtocol::Text,
+                    (true, true) => WriteProtocol::Binary,
+                };
+                wsi.write_fragment(data, wp, last)?;
+                if wsi.unsent_len() > HIGH_WATER {
+                    wsi.rx_flow_control(false);
+                    wsi.callback_on_writable();
+                }
+            }
+            Reason::ServerWriteable => wsi.rx_flow_control(true),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let mut port = 9001u16;
+    let mut interface = None;
+    let mut level = log::LevelFilter::Warn;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
+            "--interface" | "-i" => interface = args.next(),
+            "-d" => {
+                level = wsreactor::lws_log_level(
+                    args.next().and_then(|v| v.parse().ok()).expect("-d MASK"),
+                )
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK]"
+                );
+                return Ok(());
+            }
+            other => {
+                eprintln!("echo-server: unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    env_logger::Builder::new().filter_level(level).init();
+    let mut b = Context::builder()
+        .port(port)
+        .protocol("echo", Echo)
+        .accept_any_protocol(true);
+    if let Some(i) = &interface {
+        b = b.interface(i);
+    }
+    let mut ctx = b.build()?;
+    eprintln!(
+        "echo-server: listening on {}",
+        ctx.local_addr().expect("listening")
+    );
+    loop {
+        ctx.service(Duration::from_secs(1))?;
+    }
+}

@@ -1,0 +1,1337 @@
+//! The context: a mio poll loop owning the listeners, the connection table and the
+//! protocols, and the `service()` call that drives them all.
+//!
+//! Data path, in order: a readiness event → [`Context::read_conn`] reads into the one
+//! context-wide buffer → [`Context::input`] hands the bytes to the HTTP head parser or to
+//! the WebSocket [`Receiver`](crate::proto::Receiver) → events become callbacks → writes
+//! made by callbacks land in the connection's out buffer → [`Context::flush`] sends them
+//! in one `write` when the read batch is done.
+
+use crate::connection::{flag, Conn, HttpState, State};
+use crate::dispatch::{ErasedProtocol, Registered, Slot};
+use crate::http::request::{self as req, HeadScanner, Scan};
+use crate::listener;
+use crate::proto::{self, close::code, encoder, handshake, Event, Receiver, Role};
+use crate::protocol::{Close, Protocol, ProtocolEvent, ProtocolId, Reason};
+use crate::timers::Timers;
+use crate::wsi::{CtxRequest, ProtocolContext, Shared, Wsi};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 64;
+
+/// Why input processing stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The bytes end inside a unit (header, control frame): keep the rest, read more.
+    NeedMore,
+    /// Reading is paused: keep the rest and deliver it on resume.
+    Paused,
+    /// The connection changed state (upgrade): go on with the rest in the new state.
+    Switched,
+    /// No further input is wanted (closing, failed, removed): drop the rest.
+    Done,
+}
+
+/// Settings of one protocol beyond its handler (the other fields of libwebsockets'
+/// `struct libwebsocket_protocols`).
+///
+/// ```
+/// # use wsreactor::{Context, ProtocolSpec, Protocol, Reason, Wsi, Close};
+/// # #[derive(Default)] struct Chat;
+/// # impl Protocol for Chat { type Session = ();
+/// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+/// let ctx = Context::builder()
+///     .no_listen()
+///     .protocol_spec(ProtocolSpec::new("chat", Chat).rx_buffer_size(4096).id(7))
+///     .build()
+///     .unwrap();
+/// ```
+pub struct ProtocolSpec<P> {
+    name: String,
+    handler: P,
+    rx_buffer_size: usize,
+    id: u32,
+}
+
+impl<P: Protocol> ProtocolSpec<P> {
+    /// A protocol answering to `name` with `handler`.
+    pub fn new(name: impl Into<String>, handler: P) -> Self {
+        ProtocolSpec {
+            name: name.into(),
+            handler,
+            rx_buffer_size: 0,
+            id: 0,
+        }
+    }
+
+    /// Largest piece of payload delivered in one `RECEIVE` (0: as much as was read).
+    pub fn rx_buffer_size(mut self, n: usize) -> Self {
+        self.rx_buffer_size = n;
+        self
+    }
+
+    /// A number of the user's, readable with [`Context::protocol_user_id`] (libwebsockets'
+    /// protocol `id` field, for versioning).
+    pub fn id(mut self, id: u32) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+/// Configuration of a [`Context`]; see [`Context::builder`].
+pub struct ContextBuilder {
+    port: Option<u16>,
+    interface: Option<String>,
+    protocols: Vec<Registered>,
+    limits: proto::Limits,
+    http_limits: req::Limits,
+    max_unsent: usize,
+    rx_buffer_size: usize,
+    read_budget: usize,
+    handshake_timeout: Duration,
+    close_timeout: Duration,
+    any_protocol: bool,
+    backlog: i32,
+}
+
+impl ContextBuilder {
+    /// TCP port to listen on; 0 picks a free one (see [`Context::local_addr`]). Default 7681.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Do not listen at all, for client-only use (libwebsockets' `CONTEXT_PORT_NO_LISTEN`).
+    pub fn no_listen(mut self) -> Self {
+        self.port = None;
+        self
+    }
+
+    /// Listen only on this IPv4 or IPv6 address, or interface name. Default: all.
+    pub fn interface(mut self, iface: &str) -> Self {
+        self.interface = Some(iface.to_owned());
+        self
+    }
+
+    /// Registers a protocol under `name`. The first registered protocol is the default one
+    /// (no sub-protocol offered) and also receives the HTTP reasons.
+    pub fn protocol<P: Protocol>(self, name: &str, handler: P) -> Self {
+        self.protocol_spec(ProtocolSpec::new(name, handler))
+    }
+
+    /// Registers a protocol with its settings.
+    pub fn protocol_spec<P: Protocol>(mut self, spec: ProtocolSpec<P>) -> Self {
+        self.protocols.push(Registered {
+            name: spec.name,
+            rx_buffer_size: spec.rx_buffer_size,
+            id: spec.id,
+            handler: Box::new(Slot::new(spec.handler)),
+        });
+        self
+    }
+
+    /// Largest message accepted, in bytes; larger ones fail with 1009. Default 64 MiB.
+    pub fn max_message_size(mut self, n: u64) -> Self {
+        self.limits.max_message_size = n;
+        self
+    }
+
+    /// Largest frame accepted, in bytes; larger ones fail with 1009. Default 16 MiB.
+    pub fn max_frame_size(mut self, n: u64) -> Self {
+        self.limits.max_frame_size = n;
+        self
+    }
+
+    /// Largest HTTP request head (request line and headers), in bytes; larger ones get
+    /// 431. Default 8 KiB.
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.http_limits.max_head_bytes = n;
+        self
+    }
+
+    /// Bound on the bytes queued and unsent per connection; a write beyond it returns
+    /// [`WriteError::BackPressure`](crate::WriteError). Default 4 MiB.
+    pub fn max_unsent(mut self, n: usize) -> Self {
+        self.max_unsent = n.max(1);
+        self
+    }
+
+    /// Size of the context-wide receive buffer. Default 64 KiB.
+    pub fn rx_buffer_size(mut self, n: usize) -> Self {
+        self.rx_buffer_size = n.max(256);
+        self
+    }
+
+    /// How long a new connection may take to send its request head. Default 10 s.
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours, and for its EOF
+    /// after our last byte. Default 5 s.
+    pub fn close_timeout(mut self, t: Duration) -> Self {
+        self.close_timeout = t;
+        self
+    }
+
+    /// Accept upgrades that offer only unknown sub-protocols, binding them to the first
+    /// protocol and selecting the client's first offer (default: refuse with 400). Meant
+    /// for echo and test servers that speak any sub-protocol.
+    pub fn accept_any_protocol(mut self, yes: bool) -> Self {
+        self.any_protocol = yes;
+        self
+    }
+
+    /// Creates the context: opens the listener and sends `PROTOCOL_INIT` to each
+    /// protocol.
+    pub fn build(self) -> io::Result<Context> {
+        if self.protocols.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no protocol registered",
+            ));
+        }
+        if self.protocols.len() > u16::MAX as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many protocols",
+            ));
+        }
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listeners = Vec::new();
+        if let Some(port) = self.port {
+            let mut l = listener::bind(self.interface.as_deref(), port, self.backlog)?;
+            poll.registry()
+                .register(&mut l, Token(LISTENER_BASE), Interest::READABLE)?;
+            log::info!("listening on {}", l.local_addr()?);
+            listeners.push(l);
+        }
+        let shared = Shared {
+            requests: Vec::new(),
+            writable: Vec::new(),
+            resume: Vec::new(),
+            free_bufs: Vec::new(),
+            protocol_names: self
+                .protocols
+                .iter()
+                .map(|p| p.name.clone().into_boxed_str())
+                .collect(),
+            max_unsent: self.max_unsent,
+        };
+        let mut ctx = Context {
+            poll,
+            events: Some(Events::with_capacity(1024)),
+            listeners,
+            conns: Slab::new(),
+            protocols: self.protocols,
+            shared,
+            timers: Timers::default(),
+            rxbuf: vec![0; self.rx_buffer_size],
+            waker,
+            limits: self.limits,
+            http_limits: self.http_limits,
+            read_budget: self.read_budget,
+            handshake_timeout: self.handshake_timeout,
+            close_timeout: self.close_timeout,
+            any_protocol: self.any_protocol,
+            next_gen: 1,
+        };
+        ctx.protocol_event_all(ProtocolEvent::Init);
+        Ok(ctx)
+    }
+}
+
+/// A thread-safe handle that wakes a blocked [`Context::service`]
+/// (`libwebsocket_cancel_service`); the protocols then get
+/// [`ProtocolEvent::EventWaitCancelled`].
+#[derive(Clone)]
+pub struct CancelHandle(Arc<Waker>);
+
+impl CancelHandle {
+    /// Makes the context's current or next `service()` return promptly.
+    pub fn cancel(&self) {
+        if let Err(e) = self.0.wake() {
+            log::warn!("cancel_service: {e}");
+        }
+    }
+}
+
+/// The reactor (libwebsockets' `struct libwebsocket_context`).
+///
+/// ```no_run
+/// use wsreactor::{Close, Context, Protocol, Reason, Wsi, WriteProtocol};
+/// use std::time::Duration;
+///
+/// #[derive(Default)]
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Session = ();
+///     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+///         if let Reason::Receive { data, binary, .. } = reason {
+///             wsi.write(data, if binary { WriteProtocol::Binary } else { WriteProtocol::Text })?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let mut ctx = Context::builder().port(7681).protocol("echo", Echo).build()?;
+/// loop {
+///     ctx.service(Duration::from_millis(50))?;
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Context {
+    poll: Poll,
+    events: Option<Events>,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn>,
+    protocols: Vec<Registered>,
+    shared: Shared,
+    timers: Timers,
+    rxbuf: Vec<u8>,
+    waker: Arc<Waker>,
+    limits: proto::Limits,
+    http_limits: req::Limits,
+    read_budget: usize,
+    handshake_timeout: Duration,
+    close_timeout: Duration,
+    any_protocol: bool,
+    next_gen: u32,
+}
+
+impl Context {
+    /// A builder with the defaults: port 7681 on all interfaces, no protocols.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder {
+            port: Some(7681),
+            interface: None,
+            protocols: Vec::new(),
+            limits: proto::Limits::default(),
+            http_limits: req::Limits::default(),
+            max_unsent: 4 << 20,
+            rx_buffer_size: 64 << 10,
+            read_budget: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            any_protocol: false,
+            backlog: 1024,
+        }
+    }
+
+    /// The address of the (first) listener, e.g. to learn the port chosen for port 0.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listeners.first().and_then(|l| l.local_addr().ok())
+    }
+
+    /// A handle for waking `service()` from another thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle(self.waker.clone())
+    }
+
+    /// The number of open connections (HTTP and WebSocket).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The id of the protocol registered under `name`.
+    pub fn protocol_by_name(&self, name: &str) -> Option<ProtocolId> {
+        self.shared.protocol_id(name)
+    }
+
+    /// The user id given with [`ProtocolSpec::id`].
+    pub fn protocol_user_id(&self, protocol: ProtocolId) -> Option<u32> {
+        self.protocols.get(protocol.index()).map(|p| p.id)
+    }
+
+    /// The handler of `protocol`, if it is of type `P`, for the main loop to reach its
+    /// state between `service()` calls.
+    pub fn protocol_mut<P: Protocol>(&mut self, protocol: ProtocolId) -> Option<&mut P> {
+        self.protocols
+            .get_mut(protocol.index())
+            .and_then(|p| p.handler.as_any_mut().downcast_mut::<P>())
+    }
+
+    /// Number of sessions (bound connections) of a protocol.
+    pub fn protocol_sessions(&self, protocol: ProtocolId) -> usize {
+        self.protocols
+            .get(protocol.index())
+            .map_or(0, |p| p.handler.sessions())
+    }
+
+    /// Asks for a WRITEABLE callback on every connection of `protocol`
+    /// (`libwebsocket_callback_on_writable_all_protocol`); served by the next `service()`.
+    pub fn callback_on_writable_all_protocol(&mut self, protocol: ProtocolId) {
+        self.shared.requests.push(CtxRequest::Writable(protocol));
+    }
+
+    /// Re-enables reading on every paused connection of `protocol`
+    /// (`libwebsocket_rx_flow_allow_all_protocol`).
+    pub fn rx_flow_allow_all_protocol(&mut self, protocol: ProtocolId) {
+        self.shared
+            .requests
+            .push(CtxRequest::RxFlowAllow(protocol));
+    }
+
+    /// Calls every connection of `protocol` with `reason` (`libwebsocket_callback_all_protocol`);
+    /// done by the next `service()`.
+    pub fn callback_all_protocol(&mut self, protocol: ProtocolId, reason: Reason<'static>) {
+        self.shared
+            .requests
+            .push(CtxRequest::Callback(protocol, reason));
+    }
+
+    /// Runs `service()` forever (until it fails).
+    pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            self.service(Duration::from_secs(1))?;
+        }
+    }
+
+    /// Waits up to `timeout` for events and services them: accepts, reads, callbacks,
+    /// writes, timeouts (`libwebsocket_service`). Returns early when there is work already
+    /// pending, or when [`CancelHandle::cancel`] is called.
+    pub fn service(&mut self, timeout: Duration) -> io::Result<()> {
+        let now = Instant::now();
+        let mut timeout = if self.has_pending() {
+            Duration::ZERO
+        } else {
+            timeout
+        };
+        if let Some(at) = self.timers.next() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(1024));
+        let polled = self.poll.poll(&mut events, Some(timeout));
+        if let Err(e) = polled {
+            self.events = Some(events);
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        let mut cancelled = false;
+        for ev in events.iter() {
+            match ev.token() {
+                WAKER => cancelled = true,
+                Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                Token(k) => {
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_error();
+                    self.conn_event(k, readable, ev.is_read_closed(), writable);
+                }
+            }
+        }
+        self.events = Some(events);
+        if cancelled {
+            self.protocol_event_all(ProtocolEvent::EventWaitCancelled);
+        }
+        self.run_pending();
+        self.expire(Instant::now());
+        Ok(())
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.shared.requests.is_empty()
+            || !self.shared.writable.is_empty()
+            || !self.shared.resume.is_empty()
+    }
+
+    fn protocol_event_all(&mut self, event: ProtocolEvent) {
+        for (i, p) in self.protocols.iter_mut().enumerate() {
+            let mut pc = ProtocolContext {
+                shared: &mut self.shared,
+                protocol: ProtocolId(i as u16),
+            };
+            if let Err(e) = p.handler.call_protocol(&mut pc, event) {
+                log::warn!("protocol {}: {event:?} failed: {}", p.name, e.reason);
+            }
+        }
+    }
+
+    // ---- accepting ----------------------------------------------------------------------
+
+    fn accept(&mut self, i: usize) {
+        loop {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            let (mut sock, peer) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the listener stays readable; try again next cycle.
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            };
+            let filter = ProtocolEvent::FilterNetworkConnection {
+                peer,
+                fd: sock.as_raw_fd(),
+            };
+            let mut pc = ProtocolContext {
+                shared: &mut self.shared,
+                protocol: ProtocolId(0),
+            };
+            if self.protocols[0]
+                .handler
+                .call_protocol(&mut pc, filter)
+                .is_err()
+            {
+                log::debug!("{peer}: refused by FILTER_NETWORK_CONNECTION");
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let k = entry.key();
+            if k >= LISTENER_BASE {
+                return;
+            }
+            if let Err(e) = self.poll.registry().register(
+                &mut sock,
+                Token(k),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("register: {e}");
+                continue;
+            }
+            let gen = self.next_gen;
+            self.next_gen = self.next_gen.wrapping_add(1);
+            let deadline = Instant::now() + self.handshake_timeout;
+            entry.insert(Conn {
+                sock,
+                peer,
+                out: Vec::new(),
+                stash: Vec::new(),
+                rx: Receiver::new(Role::Server, self.limits),
+                http: None,
+                deadline: Some(deadline),
+                out_pos: 0,
+                gen,
+                session: self.protocols[0].handler.new_session(),
+                proto: 0,
+                flags: flag::MAY_READ,
+                state: State::Http,
+            });
+            self.timers.push(deadline, k, gen);
+            log::debug!("{peer}: accepted as {k}.{gen}");
+            if self.call(k, Reason::WsiCreate).is_err()
+                || self.call(k, Reason::ServerNewClientInstantiated).is_err()
+            {
+                self.remove(k);
+            }
+        }
+    }
+
+    // ---- readiness ----------------------------------------------------------------------
+
+    fn conn_event(&mut self, k: usize, readable: bool, read_closed: bool, writable: bool) {
+        if readable {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            c.set(flag::MAY_READ);
+            if read_closed {
+                // Keep reading to the EOF even after a short read.
+                c.set(flag::IN_RESUME);
+                let gen = c.gen;
+                self.shared.resume.push((k as u32, gen));
+            }
+            self.read_conn(k);
+        }
+        if writable {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            if c.has(flag::WRITE_BLOCKED) {
+                c.clear(flag::WRITE_BLOCKED);
+                self.flush(k);
+            }
+            self.maybe_writeable(k);
+        }
+    }
+
+    /// Delivers a pending WRITEABLE request if the socket has room.
+    fn maybe_writeable(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if !c.has(flag::WANT_WRITABLE) || c.has(flag::WRITE_BLOCKED) {
+            return;
+        }
+        if c.unsent() > 0 {
+            self.flush(k);
+            match self.conns.get(k) {
+                Some(c) if c.unsent() == 0 => {}
+                _ => return,
+            }
+        }
+        let c = &mut self.conns[k];
+        c.clear(flag::WANT_WRITABLE);
+        let reason = match c.state {
+            State::WebSocket if !c.has(flag::CLOSE_SENT) => Reason::ServerWriteable,
+            State::Http => Reason::HttpWriteable,
+            _ => return,
+        };
+        self.call_and_close(k, reason);
+        self.flush(k);
+    }
+
+    /// Reads and processes input until the socket is drained, reading is paused, or the
+    /// connection's read budget for this cycle is spent; then flushes.
+    fn read_conn(&mut self, k: usize) {
+        let mut budget = self.read_budget;
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            if c.has(flag::RX_PAUSED) && c.state != State::Draining {
+                break;
+            }
+            let need_read = c.stash.is_empty() || c.has(flag::STASH_INCOMPLETE);
+            if need_read && !c.has(flag::MAY_READ) {
+                break;
+            }
+            let mut buf = std::mem::take(&mut self.rxbuf);
+            let s = c.stash.len();
+            if s > 0 {
+                buf[..s].copy_from_slice(&c.stash);
+                let old = std::mem::take(&mut c.stash);
+                self.shared.give_buf(old);
+            }
+            let mut len = s;
+            let mut eof = false;
+            if need_read {
+                match c.sock.read(&mut buf[s..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        len += n;
+                        // A short read drained the socket (epoll will report new data with
+                        // a new edge): skip the read that would only say WouldBlock.
+                        if s + n < buf.len() && !c.has(flag::IN_RESUME) {
+                            c.clear(flag::MAY_READ);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.clear(flag::MAY_READ),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::debug!("{}: read: {e}", c.peer);
+                        self.rxbuf = buf;
+                        self.remove(k);
+                        return;
+                    }
+                }
+            }
+            if len > s || (s > 0 && !need_read) {
+                self.input(k, &mut buf[..len], s);
+            } else if s > 0 {
+                // Nothing new and the stash is incomplete: put it back.
+                let c = &mut self.conns[k];
+                let mut st = self.shared.take_buf();
+                st.extend_from_slice(&buf[..s]);
+                c.stash = st;
+            }
+            self.rxbuf = buf;
+            if eof {
+                self.peer_eof(k);
+                return;
+            }
+            // Large transfers: hand the kernel what is queued rather than letting a whole
+            // read budget pile up.
+            if self.conns.get(k).is_some_and(|c| c.unsent() >= 64 << 10) {
+                self.flush(k);
+            }
+            budget = budget.saturating_sub(len.max(1));
+            if budget == 0 {
+                if let Some(c) = self.conns.get_mut(k) {
+                    if c.has(flag::MAY_READ) && !c.has(flag::IN_RESUME) {
+                        c.set(flag::IN_RESUME);
+                        let gen = c.gen;
+                        self.shared.resume.push((k as u32, gen));
+                    }
+                }
+                break;
+            }
+        }
+        if self.conns.contains(k) {
+            self.flush(k);
+        }
+    }
+
+    fn peer_eof(&mut self, k: usize) {
+        if let Some(c) = self.conns.get(k) {
+            log::debug!("{}: EOF", c.peer);
+            self.remove(k);
+        }
+    }
+
+    // ---- input --------------------------------------------------------------------------
+
+    /// Processes `buf` (of which the first `stashed` bytes were kept from before) by the
+    /// connection's state; keeps what is not consumed.
+    fn input(&mut self, k: usize, buf: &mut [u8], stashed: usize) {
+        let _ = stashed;
+        let mut pos = 0;
+        let stop = loop {
+            let Some(c) = self.conns.get(k) else { return };
+            let (n, stop) = match c.state {
+                State::Http => self.http_input(k, &mut buf[pos..]),
+                State::WebSocket => self.ws_input(k, &mut buf[pos..]),
+                State::Draining => (buf.len() - pos, Stop::Done),
+            };
+            pos += n;
+            if stop != Stop::Switched {
+                break stop;
+            }
+        };
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        match stop {
+            Stop::NeedMore | Stop::Paused if pos < buf.len() => {
+                let mut st = self.shared.take_buf();
+                st.extend_from_slice(&buf[pos..]);
+                c.stash = st;
+                if stop == Stop::NeedMore {
+                    c.set(flag::STASH_INCOMPLETE);
+                } else {
+                    c.clear(flag::STASH_INCOMPLETE);
+                }
+            }
+            _ => c.clear(flag::STASH_INCOMPLETE),
+        }
+    }
+
+    fn ws_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let Context {
+            conns,
+            protocols,
+            shared,
+            ..
+        } = self;
+        let c = &mut conns[k];
+        let handler = &mut protocols[c.proto as usize].handler;
+        let session = c.session;
+        let mut pos = 0;
+        loop {
+            if c.has(flag::RX_PAUSED) {
+                return (pos, Stop::Paused);
+            }
+            let (n, ev) = match c.rx.decode(&mut buf[pos..]) {
+                Ok(x) => x,
+                Err(e) => {
+                    log::debug!("{}: protocol error: {e}", c.peer);
+                    Self::fail(c, shared, e.code, e.reason);
+                    let _ = handler.call(
+                        &mut Wsi::new(c, shared, k as u32),
+                        session,
+                        Reason::Closed {
+                            code: None,
+                            reason: b"",
+                        },
+                    );
+                    return (buf.len(), Stop::Done);
+                }
+            };
+            pos += n;
+            let Some(ev) = ev else {
+                return (pos, Stop::NeedMore);
+            };
+            match ev {
+                Event::Data {
+                    data,
+                    binary,
+                    first,
+                    last,
+                    remaining,
+                    ..
+                } => {
+                    if c.has(flag::CLOSE_SENT) {
+                        continue;
+                    }
+                    let mut wsi = Wsi::new(c, shared, k as u32);
+                    wsi.rx_binary = binary;
+                    wsi.rx_final = last;
+                    wsi.rx_remaining = remaining;
+                    let reason = Reason::Receive {
+                        data,
+                        binary,
+                        first,
+                        last,
+                        remaining,
+                    };
+                    if let Err(e) = handler.call(&mut wsi, session, reason) {
+                        wsi.close(e.code, &e.reason);
+                    }
+                }
+                Event::Ping(p) => {
+                    if !c.has(flag::CLOSE_SENT) {
+                        if c.out.capacity() == 0 {
+                            c.out = shared.take_buf();
+                        }
+                        encoder::encode_frame(&mut c.out, proto::OpCode::Pong, true, None, p);
+                    }
+                }
+                Event::Pong(data) => {
+                    let mut wsi = Wsi::new(c, shared, k as u32);
+                    if let Err(e) = handler.call(&mut wsi, session, Reason::ReceivePong { data }) {
+                        wsi.close(e.code, &e.reason);
+                    }
+                }
+                Event::Close {
+                    code: peer_code,
+                    reason,
+                } => {
+                    c.set(flag::CLOSE_RECEIVED | flag::SHUTDOWN_AFTER_FLUSH);
+                    if !c.has(flag::CLOSE_SENT) {
+                        // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an
+                        // empty one.
+                        if c.out.capacity() == 0 {
+                            c.out = shared.take_buf();
+                        }
+                        encoder::encode_close(&mut c.out, peer_code, "", None);
+                        c.set(flag::CLOSE_SENT);
+                    }
+                    if !c.has(flag::CLOSED_NOTIFIED) {
+                        c.set(flag::CLOSED_NOTIFIED);
+                        let mut wsi = Wsi::new(c, shared, k as u32);
+                        let _ = handler.call(
+                            &mut wsi,
+                            session,
+                            Reason::Closed {
+                                code: peer_code,
+                                reason,
+                            },
+                        );
+                    }
+                    return (buf.len(), Stop::Done);
+                }
+            }
+        }
+    }
+
+    /// Fails a WebSocket: close frame with `code`, then close the TCP connection once it is
+    /// flushed (RFC 6455 §7.1.7). The decoder cannot be trusted past the error, so no reply
+    /// is awaited.
+    fn fail(c: &mut Conn, shared: &mut Shared, code: u16, reason: &str) {
+        if !c.has(flag::CLOSE_SENT) {
+            if c.out.capacity() == 0 {
+                c.out = shared.take_buf();
+            }
+            encoder::encode_close(&mut c.out, Some(code), reason, None);
+            c.set(flag::CLOSE_SENT);
+        }
+        c.set(flag::SHUTDOWN_AFTER_FLUSH | flag::CLOSED_NOTIFIED);
+    }
+
+    fn http_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let limits = self.http_limits;
+        let c = &mut self.conns[k];
+        if c.has(flag::HTTP_RESPONDED) || c.has(flag::SHUTDOWN_AFTER_FLUSH) {
+            // A response is still going out: hold pipelined requests until it is done.
+            return (
+                0,
+                if c.has(flag::SHUTDOWN_AFTER_FLUSH) {
+                    Stop::Done
+                } else {
+                    Stop::Paused
+                },
+            );
+        }
+        let hs = c.http.get_or_insert_with(|| {
+            Box::new(HttpState {
+                head: Vec::new(),
+                scanner: HeadScanner::new(),
+                request: None,
+            })
+        });
+        let (parsed, consumed) = if hs.head.is_empty() {
+            match hs.scanner.scan(buf, &limits) {
+                Scan::Complete(n) => (req::parse_head(&buf[..n], &limits), n),
+                Scan::Partial => {
+                    hs.head.extend_from_slice(buf);
+                    return (buf.len(), Stop::NeedMore);
+                }
+                Scan::TooLarge => {
+                    self.http_error(k, 431, "Request Header Fields Too Large");
+                    return (buf.len(), Stop::Done);
+                }
+            }
+        } else {
+            let before = hs.head.len();
+            hs.head.extend_from_slice(buf);
+            match hs.scanner.scan(&hs.head, &limits) {
+                Scan::Complete(n) => {
+                    let r = req::parse_head(&hs.head[..n], &limits);
+                    hs.head.clear();
+                    (r, n - before)
+                }
+                Scan::Partial => return (buf.len(), Stop::NeedMore),
+                Scan::TooLarge => {
+                    self.http_error(k, 431, "Request Header Fields Too Large");
+                    return (buf.len(), Stop::Done);
+                }
+            }
+        };
+        hs.scanner.reset();
+        let request = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                self.http_error(k, e.status, e.reason);
+                return (buf.len(), Stop::Done);
+            }
+        };
+        let upgrade = request.is_websocket_upgrade();
+        hs.request = Some(request);
+        if upgrade {
+            if self.upgrade(k) {
+                (consumed, Stop::Switched)
+            } else {
+                (buf.len(), Stop::Done)
+            }
+        } else {
+            self.http_request(k);
+            (consumed, Stop::Switched)
+        }
+    }
+
+    /// Answers an upgrade request: validation, sub-protocol choice, filter, 101,
+    /// ESTABLISHED. Returns false if the connection was refused.
+    fn upgrade(&mut self, k: usize) -> bool {
+        let c = &mut self.conns[k];
+        let request = c.request().expect("request is held during upgrade");
+        if let Err(e) =
+            handshake::validate_request(request.method_str(), request.version_minor(), |n| {
+                request.header_bytes(n)
+            })
+        {
+            log::debug!("{}: upgrade refused: {e}", c.peer);
+            let extra: &[(&str, &str)] = if e.status() == 426 {
+                &[("Sec-WebSocket-Version", "13")]
+            } else if e.status() == 405 {
+                &[("Allow", "GET")]
+            } else {
+                &[]
+            };
+            self.respond_and_close(k, e.status(), e.reason(), extra);
+            return false;
+        }
+        // Sub-protocol: the first registered protocol the client offers; none offered:
+        // the first protocol; offered but unknown: refuse.
+        let mut chosen: Option<(usize, Option<String>)> = None;
+        match request.header("sec-websocket-protocol") {
+            None => chosen = Some((0, None)),
+            Some(offer) => {
+                for (i, p) in self.protocols.iter().enumerate() {
+                    if handshake::offered_protocols(offer).any(|o| o == p.name) {
+                        chosen = Some((i, Some(p.name.clone())));
+                        break;
+                    }
+                }
+                if chosen.is_none() && self.any_protocol {
+                    chosen = Some((
+                        0,
+                        handshake::offered_protocols(offer)
+                            .next()
+                            .map(str::to_owned),
+                    ));
+                }
+            }
+        }
+        let Some((pid, selected)) = chosen else {
+            log::debug!("{}: no offered sub-protocol is known", c.peer);
+            self.respond_and_close(k, 400, "No known sub-protocol", &[]);
+            return false;
+        };
+        if pid != c.proto as usize {
+            self.protocols[c.proto as usize]
+                .handler
+                .drop_session(c.session);
+            c.proto = pid as u16;
+            c.session = self.protocols[pid].handler.new_session();
+        }
+        if self.call(k, Reason::FilterProtocolConnection).is_err() {
+            log::debug!("refused by FILTER_PROTOCOL_CONNECTION");
+            self.respond_and_close(k, 403, "Forbidden", &[]);
+            return false;
+        }
+        let c = &mut self.conns[k];
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        let Conn { http, out, .. } = c;
+        let request = http
+            .as_ref()
+            .and_then(|h| h.request.as_ref())
+            .expect("held");
+        let key = request
+            .header_bytes("sec-websocket-key")
+            .unwrap_or_default()
+            .trim_ascii();
+        handshake::write_response(out, key, selected.as_deref(), &[]);
+        c.state = State::WebSocket;
+        c.deadline = None;
+        c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
+        let rx_chunk = self.protocols[pid].rx_buffer_size;
+        c.rx.frames_mut().set_max_chunk(rx_chunk);
+        log::debug!("{}: established on {}", c.peer, self.protocols[pid].name);
+        self.call_and_close(k, Reason::Established);
+        // The request's headers are not needed any more: free them.
+        if let Some(c) = self.conns.get_mut(k) {
+            c.http = None;
+        }
+        true
+    }
+
+    /// A plain HTTP request on the first protocol.
+    fn http_request(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        let request = c.request().expect("held");
+        let uri = request.uri().to_owned();
+        let keep_alive = request.keep_alive();
+        if keep_alive {
+            c.set(flag::KEEP_ALIVE);
+        } else {
+            c.clear(flag::KEEP_ALIVE);
+        }
+        if self
+            .call(k, Reason::FilterHttpConnection { uri: &uri })
+            .is_err()
+        {
+            self.respond_and_close(k, 403, "Forbidden", &[]);
+            return;
+        }
+        if self.call(k, Reason::Http { uri: &uri }).is_err() {
+            self.remove(k);
+            return;
+        }
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if !c.has(flag::HTTP_RESPONDED) && c.unsent() == 0 {
+            self.respond(k, 404, "Not Found", &[]);
+        }
+    }
+
+    fn http_error(&mut self, k: usize, status: u16, reason: &str) {
+        if let Some(c) = self.conns.get(k) {
+            log::debug!("{}: HTTP {status} {reason}", c.peer);
+        }
+        self.respond_and_close(k, status, reason, &[]);
+    }
+
+    fn respond_and_close(&mut self, k: usize, status: u16, reason: &str, extra: &[(&str, &str)]) {
+        if let Some(c) = self.conns.get_mut(k) {
+            c.clear(flag::KEEP_ALIVE);
+        }
+        self.respond(k, status, reason, extra);
+    }
+
+    /// Queues a small HTML status response; closes after it unless keep-alive.
+    fn respond(&mut self, k: usize, status: u16, reason: &str, extra: &[(&str, &str)]) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        let body = format!("<html><body><h1>{status}</h1>{}</body></html>", reason);
+        let keep = c.has(flag::KEEP_ALIVE);
+        use std::fmt::Write as _;
+        let mut head = String::with_capacity(200);
+        let _ = write!(
+            head,
+            "HTTP/1.1 {status} {reason}\r\nServer: wsreactor\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (n, v) in extra {
+            let _ = write!(head, "{n}: {v}\r\n");
+        }
+        head.push_str(if keep {
+            "\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        c.out.extend_from_slice(head.as_bytes());
+        c.out.extend_from_slice(body.as_bytes());
+        if !keep {
+            c.set(flag::SHUTDOWN_AFTER_FLUSH);
+        } else {
+            c.set(flag::HTTP_RESPONDED);
+        }
+    }
+
+    // ---- callbacks ----------------------------------------------------------------------
+
+    /// Calls the connection's protocol with `reason`.
+    fn call(&mut self, k: usize, reason: Reason<'_>) -> Result<(), Close> {
+        let Some(c) = self.conns.get_mut(k) else {
+            return Ok(());
+        };
+        let handler = &mut self.protocols[c.proto as usize].handler;
+        let session = c.session;
+        handler.call(
+            &mut Wsi::new(c, &mut self.shared, k as u32),
+            session,
+            reason,
+        )
+    }
+
+    /// Calls, and on error closes the connection (WebSocket: close frame with the error's
+    /// code; HTTP: drop).
+    fn call_and_close(&mut self, k: usize, reason: Reason<'_>) {
+        if let Err(e) = self.call(k, reason) {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            log::debug!(
+                "{}: callback closed the connection: {} {}",
+                c.peer,
+                e.code,
+                e.reason
+            );
+            if c.state == State::WebSocket {
+                Wsi::new(c, &mut self.shared, k as u32).close(e.code, &e.reason);
+            } else {
+                self.remove(k);
+            }
+        }
+    }
+
+    // ---- output -------------------------------------------------------------------------
+
+    /// Writes the out buffer to the socket, as far as the kernel takes it; then handles
+    /// what the state asks for once output is done (shutdown, close timeout, pipelining).
+    fn flush(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        while c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
+            match c.sock.write(&c.out[c.out_pos as usize..]) {
+                Ok(0) => break,
+                Ok(n) => c.out_pos += n as u32,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.set(flag::WRITE_BLOCKED),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("{}: write: {e}", c.peer);
+                    self.remove(k);
+                    return;
+                }
+            }
+        }
+        if c.unsent() == 0 && c.out.capacity() > 0 {
+            c.out_pos = 0;
+            let b = std::mem::take(&mut c.out);
+            self.shared.give_buf(b);
+        } else if c.out_pos as usize > c.out.len() / 2 && c.out_pos > 0 {
+            // Keep the live part at the front so the buffer does not creep.
+            let pos = c.out_pos as usize;
+            c.out.drain(..pos);
+            c.out_pos = 0;
+        }
+        let done = c.unsent() == 0;
+        if done && c.has(flag::SHUTDOWN_AFTER_FLUSH) && c.state != State::Draining {
+            c.clear(flag::SHUTDOWN_AFTER_FLUSH);
+            let _ = c.sock.shutdown(Shutdown::Write);
+            let was_ws = c.state == State::WebSocket;
+            c.state = State::Draining;
+            self.set_deadline(k, self.close_timeout);
+            if was_ws {
+                self.notify_closed(k);
+            }
+            // The peer may already have closed: look for its EOF now.
+            self.schedule_resume(k);
+        } else if c.state == State::WebSocket && c.has(flag::CLOSE_SENT) && c.deadline.is_none() {
+            self.set_deadline(k, self.close_timeout);
+        } else if done && c.state == State::Http && c.has(flag::HTTP_RESPONDED) {
+            // Keep-alive: the response is out; read the next request, which may already be
+            // stashed.
+            c.clear(flag::HTTP_RESPONDED);
+            c.http = None;
+            self.set_deadline(k, self.handshake_timeout);
+            self.schedule_resume(k);
+        }
+    }
+
+    fn schedule_resume(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if !c.has(flag::IN_RESUME) {
+            c.set(flag::IN_RESUME);
+            self.shared.resume.push((k as u32, c.gen));
+        }
+    }
+
+    fn set_deadline(&mut self, k: usize, after: Duration) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let at = Instant::now() + after;
+        c.deadline = Some(at);
+        self.timers.push(at, k, c.gen);
+    }
+
+    fn notify_closed(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.has(flag::CLOSED_NOTIFIED) {
+            return;
+        }
+        c.set(flag::CLOSED_NOTIFIED);
+        let _ = self.call(
+            k,
+            Reason::Closed {
+                code: None,
+                reason: b"",
+            },
+        );
+    }
+
+    // ---- pending work -------------------------------------------------------------------
+
+    fn run_pending(&mut self) {
+        // Requests made while serving these lists wait for the next service() call, so a
+        // callback that asks again cannot spin this one forever.
+        let requests = std::mem::take(&mut self.shared.requests);
+        for r in requests {
+            match r {
+                CtxRequest::Writable(p) => {
+                    for (k, c) in self.conns.iter_mut() {
+                        if c.proto == p.0
+                            && c.state == State::WebSocket
+                            && !c.has(flag::CLOSE_SENT)
+                            && !c.has(flag::WANT_WRITABLE)
+                        {
+                            c.set(flag::WANT_WRITABLE);
+                            self.shared.writable.push((k as u32, c.gen));
+                        }
+                    }
+                }
+                CtxRequest::RxFlowAllow(p) => {
+                    for (k, c) in self.conns.iter_mut() {
+                        if c.proto == p.0 && c.has(flag::RX_PAUSED) {
+                            c.clear(flag::RX_PAUSED);
+                            if !c.has(flag::IN_RESUME) {
+                                c.set(flag::IN_RESUME);
+                                self.shared.resume.push((k as u32, c.gen));
+                            }
+                        }
+                    }
+                }
+                CtxRequest::Callback(p, reason) => {
+                    let keys: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.proto == p.0 && c.state == State::WebSocket)
+                        .map(|(k, _)| k)
+                        .collect();
+                    for k in keys {
+                        self.call_and_close(k, reason);
+                        self.flush(k);
+                    }
+                }
+            }
+        }
+        let resume = std::mem::take(&mut self.shared.resume);
+        for (k, gen) in resume {
+            let k = k as usize;
+            match self.conns.get_mut(k) {
+                Some(c) if c.gen == gen => c.clear(flag::IN_RESUME),
+                _ => continue,
+            }
+            self.read_conn(k);
+        }
+        let writable = std::mem::take(&mut self.shared.writable);
+        for (k, gen) in writable {
+            let k = k as usize;
+            if self.conns.get(k).is_some_and(|c| c.gen == gen) {
+                self.maybe_writeable(k);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, k, gen)) = self.timers.pop_due(now) {
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            if c.gen != gen || c.deadline != Some(at) {
+                continue;
+            }
+            c.deadline = None;
+            log::debug!("{}: timed out in {:?}", c.peer, c.state);
+            self.remove(k);
+        }
+    }
+
+    /// Closes and frees a connection, with its last callbacks.
+    fn remove(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let was = c.state;
+        // Writes from these last callbacks have nowhere to go.
+        c.state = State::Draining;
+        if !c.has(flag::CLOSED_NOTIFIED) {
+            c.set(flag::CLOSED_NOTIFIED);
+            let reason = if was == State::Http {
+                Reason::ClosedHttp
+            } else {
+                Reason::Closed {
+                    code: None,
+                    reason: b"",
+                }
+            };
+            let _ = self.call(k, reason);
+        }
+        let _ = self.call(k, Reason::WsiDestroy);
+        let mut c = self.conns.remove(k);
+        self.protocols[c.proto as usize]
+            .handler
+            .drop_session(c.session);
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        self.shared.give_buf(c.out);
+        self.shared.give_buf(c.stash);
+        log::debug!("{}: closed", c.peer);
+    }
+}
+
+impl Drop for Context {
+    /// Closes every connection (with their CLOSED callbacks) and sends
+    /// `PROTOCOL_DESTROY` (`libwebsocket_context_destroy`).
+    fn drop(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            if let Some(c) = self.conns.get_mut(k) {
+                if c.state == State::WebSocket && !c.has(flag::CLOSE_SENT) {
+                    c.out.clear();
+                    c.out_pos = 0;
+                    encoder::encode_close(&mut c.out, Some(code::GOING_AWAY), "", None);
+                    let _ = c.sock.write(&c.out);
+                }
+            }
+            self.remove(k);
+        }
+        self.protocol_event_all(ProtocolEvent::Destroy);
+    }
+}
+
+/// Boxed protocol handlers are only ever called through the context.
+#[allow(dead_code)]
+fn _assert_object_safe(_: &dyn ErasedProtocol) {}

@@ -1,0 +1,2 @@
+//! HTTP/1.1 request heads, responses and static files (sans-IO).
+pub mod request;

@@ -1,0 +1,412 @@
+//! The handle a callback gets on its connection (libwebsockets' `struct libwebsocket *`),
+//! and the context-wide requests callbacks may make.
+//!
+//! A [`Wsi`] lives only for the duration of one callback: user code never holds a
+//! connection, so the reactor stays the only owner of sockets and state. To name a
+//! connection later, keep its [`ConnId`].
+
+use crate::connection::{flag, Conn, State};
+use crate::proto::{encoder, OpCode};
+use crate::protocol::{ProtocolId, Reason};
+use std::net::SocketAddr;
+
+/// A stable name for a connection: slab index plus generation, so a stale id never
+/// reaches a newer connection that reuses the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) key: u32,
+    pub(crate) gen: u32,
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.key, self.gen)
+    }
+}
+
+/// What a write sends (libwebsockets' `enum libwebsocket_write_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteProtocol {
+    /// `LWS_WRITE_TEXT`: the first (or only) frame of a text message. The data must be
+    /// UTF-8 (not checked, as in libwebsockets; a peer will fail the connection otherwise).
+    Text,
+    /// `LWS_WRITE_BINARY`: the first (or only) frame of a binary message.
+    Binary,
+    /// `LWS_WRITE_CONTINUATION`: a further frame of a fragmented message.
+    Continuation,
+    /// `LWS_WRITE_PING` (at most 125 bytes).
+    Ping,
+    /// `LWS_WRITE_PONG` (at most 125 bytes).
+    Pong,
+    /// `LWS_WRITE_HTTP`: raw bytes on an HTTP connection.
+    Http,
+}
+
+/// Why a write was refused. Nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The connection is closing or not in a state for this kind of write.
+    Closed,
+    /// The unsent data would exceed the connection's bound (`max_unsent`): wait for
+    /// `SERVER_WRITEABLE` (ask with `callback_on_writable`) and write again.
+    BackPressure,
+    /// A continuation without a started fragmented message, or a new message inside one.
+    Fragmentation,
+    /// A control frame over 125 bytes.
+    TooLong,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteError::Closed => "connection closing",
+            WriteError::BackPressure => "too much unsent data queued",
+            WriteError::Fragmentation => "write breaks message fragmentation",
+            WriteError::TooLong => "control frame payload over 125 bytes",
+        })
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// A request a callback makes of the whole context, carried out after it returns.
+#[derive(Debug, Clone, Copy)]
+/// Each applies to all connections of the protocol.
+pub(crate) enum CtxRequest {
+    Writable(ProtocolId),
+    RxFlowAllow(ProtocolId),
+    Callback(ProtocolId, Reason<'static>),
+}
+
+/// Context state that callbacks may touch: request queues and the buffer free list.
+pub(crate) struct Shared {
+    pub(crate) requests: Vec<CtxRequest>,
+    /// Connections with a new WRITEABLE request.
+    pub(crate) writable: Vec<(u32, u32)>,
+    /// Connections whose reading should resume (flow control lifted, read budget spent).
+    pub(crate) resume: Vec<(u32, u32)>,
+    pub(crate) free_bufs: Vec<Vec<u8>>,
+    pub(crate) protocol_names: Vec<Box<str>>,
+    pub(crate) max_unsent: usize,
+}
+
+impl Shared {
+    #[inline]
+    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
+        self.free_bufs.pop().unwrap_or_default()
+    }
+
+    #[inline]
+    pub(crate) fn give_buf(&mut self, mut b: Vec<u8>) {
+        // Keep a bounded stock of modest buffers; large ones go back to the allocator so a
+        // burst does not pin memory.
+        if self.free_bufs.len() < 256 && b.capacity() <= 256 << 10 && b.capacity() > 0 {
+            b.clear();
+            self.free_bufs.push(b);
+        }
+    }
+
+    pub(crate) fn protocol_id(&self, name: &str) -> Option<ProtocolId> {
+        self.protocol_names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| ProtocolId(i as u16))
+    }
+}
+
+/// Context-wide requests, shared by [`Wsi`] and [`ProtocolContext`].
+macro_rules! context_requests {
+    () => {
+        /// Asks for a WRITEABLE callback on every connection of `protocol`
+        /// (`libwebsocket_callback_on_writable_all_protocol`).
+        pub fn callback_on_writable_all_protocol(&mut self, protocol: ProtocolId) {
+            self.shared.requests.push(CtxRequest::Writable(protocol));
+        }
+
+        /// Re-enables reading on every connection of `protocol` that paused it
+        /// (`libwebsocket_rx_flow_allow_all_protocol`).
+        pub fn rx_flow_allow_all_protocol(&mut self, protocol: ProtocolId) {
+            self.shared
+                .requests
+                .push(CtxRequest::RxFlowAllow(protocol));
+        }
+
+        /// Calls the handler with `reason` for every connection of `protocol`
+        /// (`libwebsocket_callback_all_protocol`), after this callback returns.
+        pub fn callback_all_protocol(&mut self, protocol: ProtocolId, reason: Reason<'static>) {
+            self.shared
+                .requests
+                .push(CtxRequest::Callback(protocol, reason));
+        }
+
+        /// The id of the protocol registered under `name`.
+        pub fn protocol_by_name(&self, name: &str) -> Option<ProtocolId> {
+            self.shared.protocol_id(name)
+        }
+    };
+}
+
+/// The context as seen from a [`ProtocolEvent`](crate::ProtocolEvent) callback.
+pub struct ProtocolContext<'a> {
+    pub(crate) shared: &'a mut Shared,
+    pub(crate) protocol: ProtocolId,
+}
+
+impl ProtocolContext<'_> {
+    /// The protocol this callback belongs to.
+    pub fn protocol(&self) -> ProtocolId {
+        self.protocol
+    }
+
+    context_requests!();
+}
+
+/// A connection, as seen from inside one of its callbacks.
+pub struct Wsi<'a> {
+    pub(crate) conn: &'a mut Conn,
+    pub(crate) shared: &'a mut Shared,
+    pub(crate) key: u32,
+    pub(crate) rx_binary: bool,
+    pub(crate) rx_final: bool,
+    pub(crate) rx_remaining: u64,
+}
+
+impl<'a> Wsi<'a> {
+    pub(crate) fn new(conn: &'a mut Conn, shared: &'a mut Shared, key: u32) -> Self {
+        Wsi {
+            conn,
+            shared,
+            key,
+            rx_binary: false,
+            rx_final: false,
+            rx_remaining: 0,
+        }
+    }
+
+    /// This connection's stable id.
+    pub fn id(&self) -> ConnId {
+        ConnId {
+            key: self.key,
+            gen: self.conn.gen,
+        }
+    }
+
+    /// Sends a whole message, or the last frame of a fragmented one
+    /// (`libwebsocket_write`).
+    ///
+    /// The frame is queued in the connection's out buffer, which the reactor writes to the
+    /// socket after the callback returns, batching all frames of a poll cycle into one
+    /// write; what the kernel does not take is kept and sent when the socket is writable
+    /// ([`partial_buffered`](Self::partial_buffered)). As with libwebsockets, the polite way
+    /// to send a stream is one write per `SERVER_WRITEABLE`.
+    pub fn write(&mut self, data: &[u8], wp: WriteProtocol) -> Result<(), WriteError> {
+        self.write_fragment(data, wp, true)
+    }
+
+    /// [`write`](Self::write) with control over FIN: `fin == false` is libwebsockets'
+    /// `LWS_WRITE_NO_FIN`, to be followed by [`WriteProtocol::Continuation`] frames.
+    pub fn write_fragment(
+        &mut self,
+        data: &[u8],
+        wp: WriteProtocol,
+        fin: bool,
+    ) -> Result<(), WriteError> {
+        let c = &mut *self.conn;
+        if wp == WriteProtocol::Http {
+            if c.state != State::Http {
+                return Err(WriteError::Closed);
+            }
+            return self.queue(data.len(), |out| out.extend_from_slice(data));
+        }
+        if c.state != State::WebSocket || c.has(flag::CLOSE_SENT) {
+            return Err(WriteError::Closed);
+        }
+        let opcode = match wp {
+            WriteProtocol::Text | WriteProtocol::Binary if c.has(flag::SENDING_FRAGMENTED) => {
+                return Err(WriteError::Fragmentation)
+            }
+            WriteProtocol::Continuation if !c.has(flag::SENDING_FRAGMENTED) => {
+                return Err(WriteError::Fragmentation)
+            }
+            WriteProtocol::Ping | WriteProtocol::Pong if data.len() > 125 => {
+                return Err(WriteError::TooLong)
+            }
+            WriteProtocol::Text => OpCode::Text,
+            WriteProtocol::Binary => OpCode::Binary,
+            WriteProtocol::Continuation => OpCode::Continuation,
+            WriteProtocol::Ping => OpCode::Ping,
+            WriteProtocol::Pong => OpCode::Pong,
+            WriteProtocol::Http => unreachable!("handled above"),
+        };
+        let control = opcode.is_control();
+        let fin = fin || control;
+        self.queue(data.len() + 14, |out| {
+            encoder::encode_frame(out, opcode, fin, None, data)
+        })?;
+        if !control {
+            if fin {
+                self.conn.clear(flag::SENDING_FRAGMENTED);
+            } else {
+                self.conn.set(flag::SENDING_FRAGMENTED);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, len: usize, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), WriteError> {
+        let c = &mut *self.conn;
+        let unsent = c.unsent();
+        if unsent > 0 && unsent + len > self.shared.max_unsent {
+            return Err(WriteError::BackPressure);
+        }
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        f(&mut c.out);
+        Ok(())
+    }
+
+    /// Sends a whole text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), WriteError> {
+        self.write(text.as_bytes(), WriteProtocol::Text)
+    }
+
+    /// Sends a whole binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.write(data, WriteProtocol::Binary)
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (cut to fit a control
+    /// frame). No more `RECEIVE` is delivered; the connection closes when the peer answers,
+    /// or after the close timeout. Invalid codes are sent as 1011.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        let c = &mut *self.conn;
+        if c.state != State::WebSocket || c.has(flag::CLOSE_SENT) {
+            return;
+        }
+        let code = if crate::proto::close::is_valid_code(code) {
+            code
+        } else {
+            crate::proto::close::code::INTERNAL_ERROR
+        };
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        encoder::encode_close(&mut c.out, Some(code), reason, None);
+        c.set(flag::CLOSE_SENT);
+    }
+
+    /// Asks for one `SERVER_WRITEABLE` (or `HTTP_WRITEABLE`) callback when the socket can
+    /// take data (`libwebsocket_callback_on_writable`). If the socket is not known to be
+    /// full, it comes in the same `service()` call.
+    pub fn callback_on_writable(&mut self) {
+        if !self.conn.has(flag::WANT_WRITABLE) {
+            self.conn.set(flag::WANT_WRITABLE);
+            self.shared.writable.push((self.key, self.conn.gen));
+        }
+    }
+
+    /// Pauses (`false`) or resumes (`true`) reading from this connection
+    /// (`libwebsocket_rx_flow_control`). While paused no `RECEIVE` is delivered and the
+    /// socket is not read, so the peer is slowed by TCP; input already read is kept and
+    /// delivered on resume.
+    pub fn rx_flow_control(&mut self, enable: bool) {
+        if enable {
+            if self.conn.has(flag::RX_PAUSED) {
+                self.conn.clear(flag::RX_PAUSED);
+                if !self.conn.has(flag::IN_RESUME) {
+                    self.conn.set(flag::IN_RESUME);
+                    self.shared.resume.push((self.key, self.conn.gen));
+                }
+            }
+        } else {
+            self.conn.set(flag::RX_PAUSED);
+        }
+    }
+
+    /// True when reading is paused by [`rx_flow_control`](Self::rx_flow_control).
+    pub fn is_rx_paused(&self) -> bool {
+        self.conn.has(flag::RX_PAUSED)
+    }
+
+    /// True when queued output is waiting for the socket (`lws_partial_buffered`).
+    pub fn partial_buffered(&self) -> bool {
+        self.conn.unsent() > 0
+    }
+
+    /// Bytes queued and not yet taken by the kernel.
+    pub fn unsent_len(&self) -> usize {
+        self.conn.unsent()
+    }
+
+    /// During `RECEIVE`: the message is binary (`lws_frame_is_binary`).
+    pub fn frame_is_binary(&self) -> bool {
+        self.rx_binary
+    }
+
+    /// During `RECEIVE`: this piece ends the message (`lws_is_final_fragment`).
+    pub fn is_final_fragment(&self) -> bool {
+        self.rx_final
+    }
+
+    /// During `RECEIVE`: bytes of the current frame still to come
+    /// (`libwebsockets_remaining_packet_payload`).
+    pub fn remaining_packet_payload(&self) -> u64 {
+        self.rx_remaining
+    }
+
+    /// The peer's address (`libwebsockets_get_peer_addresses`).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// The socket's file descriptor (`libwebsocket_get_socket_fd`).
+    pub fn socket_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.conn.sock.as_raw_fd()
+    }
+
+    /// The protocol this connection is bound to (`libwebsockets_get_protocol`).
+    pub fn protocol(&self) -> ProtocolId {
+        ProtocolId(self.conn.proto)
+    }
+
+    /// The name of the bound protocol.
+    pub fn protocol_name(&self) -> &str {
+        &self.shared.protocol_names[self.conn.proto as usize]
+    }
+
+    /// True once the connection is a WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        self.conn.state == State::WebSocket
+    }
+
+    /// The request target (URI) of the HTTP request or upgrade, while it is held: in
+    /// `FILTER_*`, `ESTABLISHED` and the HTTP reasons. `None` after that.
+    pub fn uri(&self) -> Option<&str> {
+        self.conn.request().map(|r| r.uri())
+    }
+
+    /// A request header by name (case-insensitive), while the request is held
+    /// (`lws_hdr_copy`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.conn.request().and_then(|r| r.header(name))
+    }
+
+    /// The `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        self.header("host")
+    }
+
+    /// The `Origin` header.
+    pub fn origin(&self) -> Option<&str> {
+        self.header("origin")
+    }
+
+    /// The `Cookie` header.
+    pub fn cookie(&self) -> Option<&str> {
+        self.header("cookie")
+    }
+
+    context_requests!();
+}
