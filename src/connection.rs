@@ -6,6 +6,7 @@
 //! empties, the stash exists only while a frame header is split across reads, and the HTTP
 //! request is dropped after `ESTABLISHED`).
 
+use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{HeadScanner, Request};
 use crate::proto::Receiver;
 use mio::net::TcpStream;
@@ -55,6 +56,23 @@ pub(crate) mod flag {
     pub(crate) const HTTP_RESPONDED: u16 = 1 << 12;
 }
 
+/// A request body being received.
+#[derive(Debug, Default)]
+pub(crate) enum Body {
+    #[default]
+    None,
+    /// `Content-Length` bytes still to come.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// A file being streamed as a response body, a chunk per writable socket.
+#[derive(Debug)]
+pub(crate) struct FileStream {
+    pub(crate) file: std::fs::File,
+    pub(crate) remaining: u64,
+}
+
 /// HTTP-side state, boxed so that it costs one pointer once the connection is upgraded.
 #[derive(Debug, Default)]
 pub(crate) struct HttpState {
@@ -63,6 +81,10 @@ pub(crate) struct HttpState {
     pub(crate) scanner: HeadScanner,
     /// The current request, readable through the Wsi until after ESTABLISHED.
     pub(crate) request: Option<Request>,
+    pub(crate) body: Body,
+    /// Body bytes received so far (checked against the body limit).
+    pub(crate) body_seen: u64,
+    pub(crate) file: Option<FileStream>,
 }
 
 pub(crate) struct Conn {
@@ -103,6 +125,16 @@ impl Conn {
     #[inline]
     pub(crate) fn unsent(&self) -> usize {
         self.out.len() - self.out_pos as usize
+    }
+
+    /// Marks the HTTP response as fully queued: once flushed, the next request is read, or
+    /// the connection closes without keep-alive.
+    pub(crate) fn complete_http(&mut self) {
+        if self.has(flag::KEEP_ALIVE) {
+            self.set(flag::HTTP_RESPONDED);
+        } else {
+            self.set(flag::HTTP_RESPONDED | flag::SHUTDOWN_AFTER_FLUSH);
+        }
     }
 
     /// The current request, if one is held.

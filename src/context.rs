@@ -7,9 +7,11 @@
 //! made by callbacks land in the connection's out buffer → [`Context::flush`] sends them
 //! in one `write` when the read batch is done.
 
-use crate::connection::{flag, Conn, HttpState, State};
+use crate::connection::{flag, Body, Conn, FileStream, State};
 use crate::dispatch::{ErasedProtocol, Registered, Slot};
-use crate::http::request::{self as req, HeadScanner, Scan};
+use crate::http::chunked::{Chunk, ChunkedDecoder};
+use crate::http::request::{self as req, Scan};
+use crate::http::{files, response};
 use crate::listener;
 use crate::proto::{self, close::code, encoder, handshake, Event, Receiver, Role};
 use crate::protocol::{Close, Protocol, ProtocolEvent, ProtocolId, Reason};
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
+/// Bytes of a file read per chunk when streaming a response.
+const FILE_CHUNK: usize = 64 << 10;
 
 /// Why input processing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +104,8 @@ pub struct ContextBuilder {
     close_timeout: Duration,
     any_protocol: bool,
     backlog: i32,
+    resource_path: Option<std::path::PathBuf>,
+    max_body: u64,
 }
 
 impl ContextBuilder {
@@ -191,6 +197,20 @@ impl ContextBuilder {
         self
     }
 
+    /// Serves the files under `dir` over HTTP for requests the first protocol's `HTTP`
+    /// callback leaves unanswered (`/` is `index.html`... or the mount's default, see
+    /// [`default_document`](Self::default_document)). Default: no file serving (404).
+    pub fn resource_path(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.resource_path = Some(dir.into());
+        self
+    }
+
+    /// Largest HTTP request body accepted (413 beyond). Default 1 MiB.
+    pub fn max_body_size(mut self, n: u64) -> Self {
+        self.max_body = n;
+        self
+    }
+
     /// Creates the context: opens the listener and sends `PROTOCOL_INIT` to each
     /// protocol.
     pub fn build(self) -> io::Result<Context> {
@@ -244,6 +264,8 @@ impl ContextBuilder {
             handshake_timeout: self.handshake_timeout,
             close_timeout: self.close_timeout,
             any_protocol: self.any_protocol,
+            resource_path: self.resource_path,
+            max_body: self.max_body,
             next_gen: 1,
         };
         ctx.protocol_event_all(ProtocolEvent::Init);
@@ -306,6 +328,8 @@ pub struct Context {
     handshake_timeout: Duration,
     close_timeout: Duration,
     any_protocol: bool,
+    resource_path: Option<std::path::PathBuf>,
+    max_body: u64,
     next_gen: u32,
 }
 
@@ -325,6 +349,8 @@ impl Context {
             close_timeout: Duration::from_secs(5),
             any_protocol: false,
             backlog: 1024,
+            resource_path: None,
+            max_body: 1 << 20,
         }
     }
 
@@ -377,9 +403,7 @@ impl Context {
     /// Re-enables reading on every paused connection of `protocol`
     /// (`libwebsocket_rx_flow_allow_all_protocol`).
     pub fn rx_flow_allow_all_protocol(&mut self, protocol: ProtocolId) {
-        self.shared
-            .requests
-            .push(CtxRequest::RxFlowAllow(protocol));
+        self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
     }
 
     /// Calls every connection of `protocol` with `reason` (`libwebsocket_callback_all_protocol`);
@@ -636,8 +660,9 @@ impl Context {
                     }
                 }
             }
+            let mut stop = Stop::Done;
             if len > s || (s > 0 && !need_read) {
-                self.input(k, &mut buf[..len], s);
+                stop = self.input(k, &mut buf[..len]);
             } else if s > 0 {
                 // Nothing new and the stash is incomplete: put it back.
                 let c = &mut self.conns[k];
@@ -654,6 +679,11 @@ impl Context {
             // read budget pile up.
             if self.conns.get(k).is_some_and(|c| c.unsent() >= 64 << 10) {
                 self.flush(k);
+            }
+            if stop == Stop::Paused {
+                // Input is held (flow control, or a pipelined request waiting for the
+                // current response): it is resumed explicitly.
+                break;
             }
             budget = budget.saturating_sub(len.max(1));
             if budget == 0 {
@@ -681,13 +711,13 @@ impl Context {
 
     // ---- input --------------------------------------------------------------------------
 
-    /// Processes `buf` (of which the first `stashed` bytes were kept from before) by the
-    /// connection's state; keeps what is not consumed.
-    fn input(&mut self, k: usize, buf: &mut [u8], stashed: usize) {
-        let _ = stashed;
+    /// Processes `buf` by the connection's state; keeps what is not consumed.
+    fn input(&mut self, k: usize, buf: &mut [u8]) -> Stop {
         let mut pos = 0;
         let stop = loop {
-            let Some(c) = self.conns.get(k) else { return };
+            let Some(c) = self.conns.get(k) else {
+                return Stop::Done;
+            };
             let (n, stop) = match c.state {
                 State::Http => self.http_input(k, &mut buf[pos..]),
                 State::WebSocket => self.ws_input(k, &mut buf[pos..]),
@@ -699,7 +729,7 @@ impl Context {
             }
         };
         let Some(c) = self.conns.get_mut(k) else {
-            return;
+            return Stop::Done;
         };
         match stop {
             Stop::NeedMore | Stop::Paused if pos < buf.len() => {
@@ -714,6 +744,7 @@ impl Context {
             }
             _ => c.clear(flag::STASH_INCOMPLETE),
         }
+        stop
     }
 
     fn ws_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
@@ -841,24 +872,20 @@ impl Context {
     fn http_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
         let limits = self.http_limits;
         let c = &mut self.conns[k];
-        if c.has(flag::HTTP_RESPONDED) || c.has(flag::SHUTDOWN_AFTER_FLUSH) {
-            // A response is still going out: hold pipelined requests until it is done.
-            return (
-                0,
-                if c.has(flag::SHUTDOWN_AFTER_FLUSH) {
-                    Stop::Done
-                } else {
-                    Stop::Paused
-                },
-            );
+        if c.has(flag::SHUTDOWN_AFTER_FLUSH) {
+            return (buf.len(), Stop::Done);
         }
-        let hs = c.http.get_or_insert_with(|| {
-            Box::new(HttpState {
-                head: Vec::new(),
-                scanner: HeadScanner::new(),
-                request: None,
-            })
-        });
+        if c.http
+            .as_ref()
+            .is_some_and(|h| !matches!(h.body, Body::None))
+        {
+            return self.body_input(k, buf);
+        }
+        if c.has(flag::HTTP_RESPONDED) {
+            // A response is still going out: hold pipelined requests until it is done.
+            return (0, Stop::Paused);
+        }
+        let hs = c.http.get_or_insert_with(Box::default);
         let (parsed, consumed) = if hs.head.is_empty() {
             match hs.scanner.scan(buf, &limits) {
                 Scan::Complete(n) => (req::parse_head(&buf[..n], &limits), n),
@@ -867,7 +894,8 @@ impl Context {
                     return (buf.len(), Stop::NeedMore);
                 }
                 Scan::TooLarge => {
-                    self.http_error(k, 431, "Request Header Fields Too Large");
+                    let e = hs.scanner.too_large_error();
+                    self.http_error(k, e.status, e.reason);
                     return (buf.len(), Stop::Done);
                 }
             }
@@ -877,12 +905,13 @@ impl Context {
             match hs.scanner.scan(&hs.head, &limits) {
                 Scan::Complete(n) => {
                     let r = req::parse_head(&hs.head[..n], &limits);
-                    hs.head.clear();
+                    hs.head = Vec::new();
                     (r, n - before)
                 }
                 Scan::Partial => return (buf.len(), Stop::NeedMore),
                 Scan::TooLarge => {
-                    self.http_error(k, 431, "Request Header Fields Too Large");
+                    let e = hs.scanner.too_large_error();
+                    self.http_error(k, e.status, e.reason);
                     return (buf.len(), Stop::Done);
                 }
             }
@@ -909,6 +938,66 @@ impl Context {
         }
     }
 
+    /// Feeds request body bytes to `HTTP_BODY`; at the end, `HTTP_BODY_COMPLETION` and the
+    /// default response if the handler gave none.
+    fn body_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let max_body = self.max_body;
+        let mut pos = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return (buf.len(), Stop::Done);
+            };
+            let hs = c.http.as_mut().expect("body implies http state");
+            let (n, data, done) = match &mut hs.body {
+                Body::None => return (pos, Stop::Switched),
+                Body::Length(left) => {
+                    let n = (buf.len() - pos).min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    (n, pos..pos + n, *left == 0)
+                }
+                Body::Chunked(dec) => match dec.decode(&buf[pos..]) {
+                    Ok((n, Chunk::Data(d))) => {
+                        let start = pos + n - d.len();
+                        (n, start..start + d.len(), false)
+                    }
+                    Ok((n, Chunk::NeedMore)) => {
+                        pos += n;
+                        return (pos, Stop::NeedMore);
+                    }
+                    Ok((n, Chunk::Done)) => (n, pos..pos, true),
+                    Err(e) => {
+                        self.http_error(k, e.status, e.reason);
+                        return (buf.len(), Stop::Done);
+                    }
+                },
+            };
+            pos += n;
+            hs.body_seen += data.len() as u64;
+            if hs.body_seen > max_body {
+                self.http_error(k, 413, "request body too large");
+                return (buf.len(), Stop::Done);
+            }
+            if !data.is_empty() && self.call(k, Reason::HttpBody { data: &buf[data] }).is_err() {
+                self.remove(k);
+                return (buf.len(), Stop::Done);
+            }
+            if done {
+                if let Some(hs) = self.conns.get_mut(k).and_then(|c| c.http.as_mut()) {
+                    hs.body = Body::None;
+                }
+                if self.call(k, Reason::HttpBodyCompletion).is_err() {
+                    self.remove(k);
+                    return (buf.len(), Stop::Done);
+                }
+                self.default_response(k);
+                return (pos, Stop::Switched);
+            }
+            if pos == buf.len() {
+                return (pos, Stop::NeedMore);
+            }
+        }
+    }
+
     /// Answers an upgrade request: validation, sub-protocol choice, filter, 101,
     /// ESTABLISHED. Returns false if the connection was refused.
     fn upgrade(&mut self, k: usize) -> bool {
@@ -927,7 +1016,7 @@ impl Context {
             } else {
                 &[]
             };
-            self.respond_and_close(k, e.status(), e.reason(), extra);
+            self.respond_and_close(k, e.status(), Some(e.reason()), extra);
             return false;
         }
         // Sub-protocol: the first registered protocol the client offers; none offered:
@@ -954,7 +1043,7 @@ impl Context {
         }
         let Some((pid, selected)) = chosen else {
             log::debug!("{}: no offered sub-protocol is known", c.peer);
-            self.respond_and_close(k, 400, "No known sub-protocol", &[]);
+            self.respond_and_close(k, 400, Some("No known sub-protocol"), &[]);
             return false;
         };
         if pid != c.proto as usize {
@@ -966,7 +1055,7 @@ impl Context {
         }
         if self.call(k, Reason::FilterProtocolConnection).is_err() {
             log::debug!("refused by FILTER_PROTOCOL_CONNECTION");
-            self.respond_and_close(k, 403, "Forbidden", &[]);
+            self.respond_and_close(k, 403, None, &[]);
             return false;
         }
         let c = &mut self.conns[k];
@@ -997,12 +1086,25 @@ impl Context {
         true
     }
 
-    /// A plain HTTP request on the first protocol.
+    /// A plain HTTP request on the first protocol: `FILTER_HTTP_CONNECTION`, `HTTP`, then
+    /// the body (if any), then the file server for what the handler left unanswered.
     fn http_request(&mut self, k: usize) {
         let c = &mut self.conns[k];
         let request = c.request().expect("held");
         let uri = request.uri().to_owned();
         let keep_alive = request.keep_alive();
+        let body = if request.is_chunked() {
+            Body::Chunked(ChunkedDecoder::new())
+        } else {
+            match request.content_length() {
+                Some(n) if n > self.max_body => {
+                    self.http_error(k, 413, "request body too large");
+                    return;
+                }
+                Some(n) if n > 0 => Body::Length(n),
+                _ => Body::None,
+            }
+        };
         if keep_alive {
             c.set(flag::KEEP_ALIVE);
         } else {
@@ -1012,7 +1114,7 @@ impl Context {
             .call(k, Reason::FilterHttpConnection { uri: &uri })
             .is_err()
         {
-            self.respond_and_close(k, 403, "Forbidden", &[]);
+            self.respond_and_close(k, 403, None, &[]);
             return;
         }
         if self.call(k, Reason::Http { uri: &uri }).is_err() {
@@ -1022,57 +1124,123 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        if !c.has(flag::HTTP_RESPONDED) && c.unsent() == 0 {
-            self.respond(k, 404, "Not Found", &[]);
+        if let Body::None = body {
+            self.default_response(k);
+        } else if let Some(hs) = c.http.as_mut() {
+            hs.body = body;
+            hs.body_seen = 0;
+        }
+    }
+
+    /// The built-in answer to a request the handler left: files for GET and HEAD, 405
+    /// for other methods.
+    fn default_response(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.has(flag::HTTP_RESPONDED) || c.unsent() > 0 || c.has(flag::SHUTDOWN_AFTER_FLUSH) {
+            return;
+        }
+        let request = c.request().expect("held");
+        let head_only = request.method() == req::Method::Head;
+        if !matches!(request.method(), req::Method::Get | req::Method::Head) {
+            self.respond_and_close(k, 405, None, &[("Allow", "GET, HEAD")]);
+            return;
+        }
+        let Some(root) = self.resource_path.as_deref() else {
+            self.respond(k, 404, None, &[]);
+            return;
+        };
+        let file = match files::resolve(root, request.path()) {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!(
+                    "{}: {} {}: {e:?}",
+                    c.peer,
+                    request.method_str(),
+                    request.path()
+                );
+                if e.status() == 400 {
+                    self.respond_and_close(k, 400, None, &[]);
+                } else {
+                    self.respond(k, e.status(), None, &[]);
+                }
+                return;
+            }
+        };
+        let plan = files::plan(request, &file);
+        let keep = c.has(flag::KEEP_ALIVE);
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        plan.write_head(&mut c.out, keep);
+        if !head_only && plan.body_len > 0 {
+            match std::fs::File::open(&file.path) {
+                Ok(mut f) => {
+                    use std::io::Seek;
+                    let start = plan.range.map_or(0, |(a, _)| a);
+                    if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
+                        self.remove(k);
+                        return;
+                    }
+                    c.http.as_mut().expect("held").file = Some(FileStream {
+                        file: f,
+                        remaining: plan.body_len,
+                    });
+                }
+                Err(e) => {
+                    // Raced with a delete: the head is out already, so only closing is honest.
+                    log::warn!("{}: open {}: {e}", c.peer, file.path.display());
+                    self.remove(k);
+                    return;
+                }
+            }
+        }
+        self.complete_http(k);
+    }
+
+    fn complete_http(&mut self, k: usize) {
+        if let Some(c) = self.conns.get_mut(k) {
+            c.complete_http();
         }
     }
 
     fn http_error(&mut self, k: usize, status: u16, reason: &str) {
         if let Some(c) = self.conns.get(k) {
-            log::debug!("{}: HTTP {status} {reason}", c.peer);
+            log::debug!("{}: HTTP {status}: {reason}", c.peer);
         }
-        self.respond_and_close(k, status, reason, &[]);
+        self.respond_and_close(k, status, None, &[]);
     }
 
-    fn respond_and_close(&mut self, k: usize, status: u16, reason: &str, extra: &[(&str, &str)]) {
+    fn respond_and_close(
+        &mut self,
+        k: usize,
+        status: u16,
+        text: Option<&str>,
+        extra: &[(&str, &str)],
+    ) {
         if let Some(c) = self.conns.get_mut(k) {
             c.clear(flag::KEEP_ALIVE);
+            if let Some(hs) = c.http.as_mut() {
+                hs.body = Body::None;
+            }
         }
-        self.respond(k, status, reason, extra);
+        self.respond(k, status, text, extra);
     }
 
-    /// Queues a small HTML status response; closes after it unless keep-alive.
-    fn respond(&mut self, k: usize, status: u16, reason: &str, extra: &[(&str, &str)]) {
+    /// Queues a small HTML status page (`lws_return_http_status`); the connection stays
+    /// open only with keep-alive and no unread body.
+    fn respond(&mut self, k: usize, status: u16, text: Option<&str>, extra: &[(&str, &str)]) {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
         if c.out.capacity() == 0 {
             c.out = self.shared.take_buf();
         }
-        let body = format!("<html><body><h1>{status}</h1>{}</body></html>", reason);
+        let head_only = c.request().is_some_and(|r| r.method() == req::Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
-        use std::fmt::Write as _;
-        let mut head = String::with_capacity(200);
-        let _ = write!(
-            head,
-            "HTTP/1.1 {status} {reason}\r\nServer: wsreactor\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (n, v) in extra {
-            let _ = write!(head, "{n}: {v}\r\n");
-        }
-        head.push_str(if keep {
-            "\r\n"
-        } else {
-            "Connection: close\r\n\r\n"
-        });
-        c.out.extend_from_slice(head.as_bytes());
-        c.out.extend_from_slice(body.as_bytes());
-        if !keep {
-            c.set(flag::SHUTDOWN_AFTER_FLUSH);
-        } else {
-            c.set(flag::HTTP_RESPONDED);
-        }
+        response::status_page(&mut c.out, status, text, extra, keep, head_only);
+        self.complete_http(k);
     }
 
     // ---- callbacks ----------------------------------------------------------------------
@@ -1117,17 +1285,53 @@ impl Context {
     /// Writes the out buffer to the socket, as far as the kernel takes it; then handles
     /// what the state asks for once output is done (shutdown, close timeout, pipelining).
     fn flush(&mut self, k: usize) {
-        let Some(c) = self.conns.get_mut(k) else {
+        let Some(mut c) = self.conns.get_mut(k) else {
             return;
         };
-        while c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
-            match c.sock.write(&c.out[c.out_pos as usize..]) {
-                Ok(0) => break,
-                Ok(n) => c.out_pos += n as u32,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.set(flag::WRITE_BLOCKED),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("{}: write: {e}", c.peer);
+        loop {
+            while c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
+                match c.sock.write(&c.out[c.out_pos as usize..]) {
+                    Ok(0) => break,
+                    Ok(n) => c.out_pos += n as u32,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.set(flag::WRITE_BLOCKED),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::debug!("{}: write: {e}", c.peer);
+                        self.remove(k);
+                        return;
+                    }
+                }
+            }
+            // A file response streams one chunk per drained buffer, so a large file never
+            // sits in memory and a slow client only holds one chunk.
+            if c.unsent() > 0 || c.has(flag::WRITE_BLOCKED) {
+                break;
+            }
+            let Some(fs) = c.http.as_mut().and_then(|h| h.file.as_mut()) else {
+                break;
+            };
+            if c.out.capacity() == 0 {
+                c.out = self.shared.take_buf();
+            }
+            c.out.clear();
+            c.out_pos = 0;
+            let want = fs.remaining.min(FILE_CHUNK as u64) as usize;
+            c.out.resize(want, 0);
+            match fs.file.read(&mut c.out[..want]) {
+                Ok(n) if n > 0 => {
+                    c.out.truncate(n);
+                    fs.remaining -= n as u64;
+                    if fs.remaining == 0 {
+                        c.http.as_mut().expect("held").file = None;
+                        let _ = self.call(k, Reason::HttpFileCompletion);
+                        let Some(c2) = self.conns.get_mut(k) else {
+                            return;
+                        };
+                        c = c2;
+                    }
+                }
+                r => {
+                    log::warn!("{}: file read failed or ended early: {r:?}", c.peer);
                     self.remove(k);
                     return;
                 }
@@ -1157,7 +1361,11 @@ impl Context {
             self.schedule_resume(k);
         } else if c.state == State::WebSocket && c.has(flag::CLOSE_SENT) && c.deadline.is_none() {
             self.set_deadline(k, self.close_timeout);
-        } else if done && c.state == State::Http && c.has(flag::HTTP_RESPONDED) {
+        } else if done
+            && c.state == State::Http
+            && c.has(flag::HTTP_RESPONDED)
+            && c.http.as_ref().is_none_or(|h| h.file.is_none())
+        {
             // Keep-alive: the response is out; read the next request, which may already be
             // stashed.
             c.clear(flag::HTTP_RESPONDED);

@@ -5,7 +5,9 @@
 //! connection, so the reactor stays the only owner of sockets and state. To name a
 //! connection later, keep its [`ConnId`].
 
-use crate::connection::{flag, Conn, State};
+use crate::connection::{flag, Conn, FileStream, State};
+use crate::http::request::Method;
+use crate::http::response;
 use crate::proto::{encoder, OpCode};
 use crate::protocol::{ProtocolId, Reason};
 use std::net::SocketAddr;
@@ -16,6 +18,14 @@ use std::net::SocketAddr;
 pub struct ConnId {
     pub(crate) key: u32,
     pub(crate) gen: u32,
+}
+
+impl ConnId {
+    /// The id as one number (generation in the high half, slot in the low half), e.g. for
+    /// JSON.
+    pub fn as_u64(self) -> u64 {
+        (self.gen as u64) << 32 | self.key as u64
+    }
 }
 
 impl std::fmt::Display for ConnId {
@@ -126,9 +136,7 @@ macro_rules! context_requests {
         /// Re-enables reading on every connection of `protocol` that paused it
         /// (`libwebsocket_rx_flow_allow_all_protocol`).
         pub fn rx_flow_allow_all_protocol(&mut self, protocol: ProtocolId) {
-            self.shared
-                .requests
-                .push(CtxRequest::RxFlowAllow(protocol));
+            self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
         }
 
         /// Calls the handler with `reason` for every connection of `protocol`
@@ -406,6 +414,71 @@ impl<'a> Wsi<'a> {
     /// The `Cookie` header.
     pub fn cookie(&self) -> Option<&str> {
         self.header("cookie")
+    }
+
+    /// Answers the HTTP request with a small HTML page for `status`
+    /// (`libwebsockets_return_http_status`); `html` replaces the default text (escaped).
+    pub fn return_http_status(
+        &mut self,
+        status: u16,
+        html: Option<&str>,
+    ) -> Result<(), WriteError> {
+        let c = &mut *self.conn;
+        if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
+            return Err(WriteError::Closed);
+        }
+        let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
+        let keep = c.has(flag::KEEP_ALIVE);
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        response::status_page(&mut c.out, status, html, &[], keep, head_only);
+        c.complete_http();
+        Ok(())
+    }
+
+    /// Sends the file at `path` as the response (`libwebsockets_serve_http_file`), with
+    /// `content_type` and extra headers. The file is streamed from writable events; the
+    /// handler gets `HTTP_FILE_COMPLETION` when it is all sent. No conditional or range
+    /// handling: that is the built-in file server's job.
+    pub fn serve_http_file(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        content_type: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> std::io::Result<()> {
+        let c = &mut *self.conn;
+        if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
+            return Err(std::io::Error::other(WriteError::Closed));
+        }
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
+        let keep = c.has(flag::KEEP_ALIVE);
+        let mut headers = Vec::with_capacity(extra_headers.len() + 1);
+        headers.push(("Content-Type", content_type));
+        headers.extend_from_slice(extra_headers);
+        if c.out.capacity() == 0 {
+            c.out = self.shared.take_buf();
+        }
+        response::write_head(&mut c.out, 200, &headers, Some(len), keep, true);
+        if !head_only && len > 0 {
+            c.http.get_or_insert_with(Box::default).file = Some(FileStream {
+                file,
+                remaining: len,
+            });
+        }
+        c.complete_http();
+        Ok(())
+    }
+
+    /// Says that the handler's own HTTP response (written with [`WriteProtocol::Http`]) is
+    /// complete (`lws_http_transaction_completed`): the connection reads the next request
+    /// once it is sent, or closes if the request did not ask for keep-alive. Returns true
+    /// if the connection will close.
+    pub fn http_transaction_completed(&mut self) -> bool {
+        self.conn.complete_http();
+        self.conn.has(flag::SHUTDOWN_AFTER_FLUSH)
     }
 
     context_requests!();
