@@ -54,6 +54,8 @@ pub(crate) mod flag {
     pub(crate) const KEEP_ALIVE: u16 = 1 << 11;
     /// The current HTTP response was fully queued (transaction completed).
     pub(crate) const HTTP_RESPONDED: u16 = 1 << 12;
+    /// A timer-heap entry for this connection is pending.
+    pub(crate) const TIMER_ARMED: u16 = 1 << 13;
 }
 
 /// A request body being received.

@@ -548,7 +548,7 @@ impl Context {
                 gen,
                 session: self.protocols[0].handler.new_session(),
                 proto: 0,
-                flags: flag::MAY_READ,
+                flags: flag::MAY_READ | flag::TIMER_ARMED,
                 state: State::Http,
             });
             self.timers.push(deadline, k, gen);
@@ -1385,13 +1385,21 @@ impl Context {
         }
     }
 
+    /// Sets the connection's one deadline. The heap gets a new entry only when none is
+    /// pending or the new deadline is earlier; a pending entry that fires early is re-armed
+    /// for the current deadline. So a busy keep-alive connection, which moves its deadline
+    /// on every request, does not fill the heap with stale entries.
     fn set_deadline(&mut self, k: usize, after: Duration) {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
         let at = Instant::now() + after;
+        let earlier = c.deadline.is_none_or(|d| at < d);
         c.deadline = Some(at);
-        self.timers.push(at, k, c.gen);
+        if !c.has(flag::TIMER_ARMED) || earlier {
+            c.set(flag::TIMER_ARMED);
+            self.timers.push(at, k, c.gen);
+        }
     }
 
     fn notify_closed(&mut self, k: usize) {
@@ -1475,16 +1483,23 @@ impl Context {
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some((at, k, gen)) = self.timers.pop_due(now) {
+        while let Some((_, k, gen)) = self.timers.pop_due(now) {
             let Some(c) = self.conns.get_mut(k) else {
                 continue;
             };
-            if c.gen != gen || c.deadline != Some(at) {
+            if c.gen != gen {
                 continue;
             }
-            c.deadline = None;
-            log::debug!("{}: timed out in {:?}", c.peer, c.state);
-            self.remove(k);
+            match c.deadline {
+                None => c.clear(flag::TIMER_ARMED),
+                Some(d) if d > now => self.timers.push(d, k, gen),
+                Some(_) => {
+                    c.deadline = None;
+                    c.clear(flag::TIMER_ARMED);
+                    log::debug!("{}: timed out in {:?}", c.peer, c.state);
+                    self.remove(k);
+                }
+            }
         }
     }
 
