@@ -58,14 +58,10 @@ fn main() -> std::io::Result<()> {
             "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--interface" | "-i" => interface = args.next(),
             "-d" => {
-                level = wsreactor::lws_log_level(
-                    args.next().and_then(|v| v.parse().ok()).expect("-d MASK"),
-                )
+                level = wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
             }
             "-h" | "--help" => {
-                println!(
-                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK]"
-                );
+                println!("usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK]");
                 return Ok(());
             }
             other => {

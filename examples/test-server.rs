@@ -85,12 +85,7 @@ struct DumbIncrement {
 
 impl Protocol for DumbIncrement {
     type Session = u32;
-    fn callback(
-        &mut self,
-        wsi: &mut Wsi<'_>,
-        number: &mut u32,
-        reason: Reason<'_>,
-    ) -> Result<(), Close> {
+    fn callback(&mut self, wsi: &mut Wsi<'_>, number: &mut u32, reason: Reason<'_>) -> Result<(), Close> {
         track(&self.reg, wsi, &reason, "dumb-increment-protocol");
         match reason {
             Reason::Established => *number = 0,
@@ -255,12 +250,7 @@ struct Status {
 impl Protocol for Status {
     /// The registry version last sent.
     type Session = u64;
-    fn callback(
-        &mut self,
-        wsi: &mut Wsi<'_>,
-        sent: &mut u64,
-        reason: Reason<'_>,
-    ) -> Result<(), Close> {
+    fn callback(&mut self, wsi: &mut Wsi<'_>, sent: &mut u64, reason: Reason<'_>) -> Result<(), Close> {
         track(&self.reg, wsi, &reason, "lws-status");
         if let Reason::ServerWriteable = reason {
             let r = self.reg.borrow();
@@ -327,9 +317,7 @@ fn main() -> std::io::Result<()> {
             "--resource-path" | "-r" => resource_path = args.next().expect("--resource-path DIR"),
             "--closetest" | "-c" => close_test = true,
             "-d" | "--debug" => {
-                level = wsreactor::lws_log_level(
-                    args.next().and_then(|v| v.parse().ok()).expect("-d MASK"),
-                )
+                level = wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
             }
             "-h" | "--help" => {
                 println!(

@@ -56,6 +56,8 @@ pub(crate) mod flag {
     pub(crate) const HTTP_RESPONDED: u16 = 1 << 12;
     /// A timer-heap entry for this connection is pending.
     pub(crate) const TIMER_ARMED: u16 = 1 << 13;
+    /// The connection was upgraded to a WebSocket (CLOSED, not CLOSED_HTTP, ends it).
+    pub(crate) const UPGRADED: u16 = 1 << 14;
 }
 
 /// A request body being received.
@@ -129,8 +131,9 @@ impl Conn {
         self.out.len() - self.out_pos as usize
     }
 
-    /// Marks the HTTP response as fully queued: once flushed, the next request is read, or
-    /// the connection closes without keep-alive.
+    /// Marks the HTTP response as fully queued: once it is flushed and the request body
+    /// (if any) consumed, the next request is read, or the connection closes without
+    /// keep-alive.
     pub(crate) fn complete_http(&mut self) {
         if self.has(flag::KEEP_ALIVE) {
             self.set(flag::HTTP_RESPONDED);

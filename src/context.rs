@@ -221,10 +221,7 @@ impl ContextBuilder {
             ));
         }
         if self.protocols.len() > u16::MAX as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "too many protocols",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many protocols"));
         }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -409,9 +406,7 @@ impl Context {
     /// Calls every connection of `protocol` with `reason` (`libwebsocket_callback_all_protocol`);
     /// done by the next `service()`.
     pub fn callback_all_protocol(&mut self, protocol: ProtocolId, reason: Reason<'static>) {
-        self.shared
-            .requests
-            .push(CtxRequest::Callback(protocol, reason));
+        self.shared.requests.push(CtxRequest::Callback(protocol, reason));
     }
 
     /// Runs `service()` forever (until it fails).
@@ -434,10 +429,7 @@ impl Context {
         if let Some(at) = self.timers.next() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
-        let mut events = self
-            .events
-            .take()
-            .unwrap_or_else(|| Events::with_capacity(1024));
+        let mut events = self.events.take().unwrap_or_else(|| Events::with_capacity(1024));
         let polled = self.poll.poll(&mut events, Some(timeout));
         if let Err(e) = polled {
             self.events = Some(events);
@@ -469,9 +461,7 @@ impl Context {
     }
 
     fn has_pending(&self) -> bool {
-        !self.shared.requests.is_empty()
-            || !self.shared.writable.is_empty()
-            || !self.shared.resume.is_empty()
+        !self.shared.requests.is_empty() || !self.shared.writable.is_empty() || !self.shared.resume.is_empty()
     }
 
     fn protocol_event_all(&mut self, event: ProtocolEvent) {
@@ -511,11 +501,7 @@ impl Context {
                 shared: &mut self.shared,
                 protocol: ProtocolId(0),
             };
-            if self.protocols[0]
-                .handler
-                .call_protocol(&mut pc, filter)
-                .is_err()
-            {
+            if self.protocols[0].handler.call_protocol(&mut pc, filter).is_err() {
                 log::debug!("{peer}: refused by FILTER_NETWORK_CONNECTION");
                 continue;
             }
@@ -525,11 +511,11 @@ impl Context {
             if k >= LISTENER_BASE {
                 return;
             }
-            if let Err(e) = self.poll.registry().register(
-                &mut sock,
-                Token(k),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut sock, Token(k), Interest::READABLE | Interest::WRITABLE)
+            {
                 log::warn!("register: {e}");
                 continue;
             }
@@ -875,10 +861,7 @@ impl Context {
         if c.has(flag::SHUTDOWN_AFTER_FLUSH) {
             return (buf.len(), Stop::Done);
         }
-        if c.http
-            .as_ref()
-            .is_some_and(|h| !matches!(h.body, Body::None))
-        {
+        if c.http.as_ref().is_some_and(|h| !matches!(h.body, Body::None)) {
             return self.body_input(k, buf);
         }
         if c.has(flag::HTTP_RESPONDED) {
@@ -926,6 +909,9 @@ impl Context {
         };
         let upgrade = request.is_websocket_upgrade();
         hs.request = Some(request);
+        // The head is in: the handshake timeout no longer applies (a long body or
+        // download must not be cut by it).
+        c.deadline = None;
         if upgrade {
             if self.upgrade(k) {
                 (consumed, Stop::Switched)
@@ -990,6 +976,8 @@ impl Context {
                     return (buf.len(), Stop::Done);
                 }
                 self.default_response(k);
+                // If the response went out before the body ended, the transaction ends now.
+                self.flush(k);
                 return (pos, Stop::Switched);
             }
             if pos == buf.len() {
@@ -1003,11 +991,9 @@ impl Context {
     fn upgrade(&mut self, k: usize) -> bool {
         let c = &mut self.conns[k];
         let request = c.request().expect("request is held during upgrade");
-        if let Err(e) =
-            handshake::validate_request(request.method_str(), request.version_minor(), |n| {
-                request.header_bytes(n)
-            })
-        {
+        if let Err(e) = handshake::validate_request(request.method_str(), request.version_minor(), |n| {
+            request.header_bytes(n)
+        }) {
             log::debug!("{}: upgrade refused: {e}", c.peer);
             let extra: &[(&str, &str)] = if e.status() == 426 {
                 &[("Sec-WebSocket-Version", "13")]
@@ -1032,12 +1018,7 @@ impl Context {
                     }
                 }
                 if chosen.is_none() && self.any_protocol {
-                    chosen = Some((
-                        0,
-                        handshake::offered_protocols(offer)
-                            .next()
-                            .map(str::to_owned),
-                    ));
+                    chosen = Some((0, handshake::offered_protocols(offer).next().map(str::to_owned)));
                 }
             }
         }
@@ -1047,9 +1028,7 @@ impl Context {
             return false;
         };
         if pid != c.proto as usize {
-            self.protocols[c.proto as usize]
-                .handler
-                .drop_session(c.session);
+            self.protocols[c.proto as usize].handler.drop_session(c.session);
             c.proto = pid as u16;
             c.session = self.protocols[pid].handler.new_session();
         }
@@ -1063,16 +1042,14 @@ impl Context {
             c.out = self.shared.take_buf();
         }
         let Conn { http, out, .. } = c;
-        let request = http
-            .as_ref()
-            .and_then(|h| h.request.as_ref())
-            .expect("held");
+        let request = http.as_ref().and_then(|h| h.request.as_ref()).expect("held");
         let key = request
             .header_bytes("sec-websocket-key")
             .unwrap_or_default()
             .trim_ascii();
         handshake::write_response(out, key, selected.as_deref(), &[]);
         c.state = State::WebSocket;
+        c.set(flag::UPGRADED);
         c.deadline = None;
         c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
         let rx_chunk = self.protocols[pid].rx_buffer_size;
@@ -1110,10 +1087,14 @@ impl Context {
         } else {
             c.clear(flag::KEEP_ALIVE);
         }
-        if self
-            .call(k, Reason::FilterHttpConnection { uri: &uri })
-            .is_err()
-        {
+        let body_expected = !matches!(body, Body::None);
+        if let Some(hs) = c.http.as_mut() {
+            // Known before the handler runs, so that an early response knows a body is
+            // still unread.
+            hs.body = body;
+            hs.body_seen = 0;
+        }
+        if self.call(k, Reason::FilterHttpConnection { uri: &uri }).is_err() {
             self.respond_and_close(k, 403, None, &[]);
             return;
         }
@@ -1121,14 +1102,8 @@ impl Context {
             self.remove(k);
             return;
         }
-        let Some(c) = self.conns.get_mut(k) else {
-            return;
-        };
-        if let Body::None = body {
+        if !body_expected {
             self.default_response(k);
-        } else if let Some(hs) = c.http.as_mut() {
-            hs.body = body;
-            hs.body_seen = 0;
         }
     }
 
@@ -1154,12 +1129,7 @@ impl Context {
         let file = match files::resolve(root, request.path()) {
             Ok(f) => f,
             Err(e) => {
-                log::debug!(
-                    "{}: {} {}: {e:?}",
-                    c.peer,
-                    request.method_str(),
-                    request.path()
-                );
+                log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
                 if e.status() == 400 {
                     self.respond_and_close(k, 400, None, &[]);
                 } else {
@@ -1212,13 +1182,7 @@ impl Context {
         self.respond_and_close(k, status, None, &[]);
     }
 
-    fn respond_and_close(
-        &mut self,
-        k: usize,
-        status: u16,
-        text: Option<&str>,
-        extra: &[(&str, &str)],
-    ) {
+    fn respond_and_close(&mut self, k: usize, status: u16, text: Option<&str>, extra: &[(&str, &str)]) {
         if let Some(c) = self.conns.get_mut(k) {
             c.clear(flag::KEEP_ALIVE);
             if let Some(hs) = c.http.as_mut() {
@@ -1252,11 +1216,7 @@ impl Context {
         };
         let handler = &mut self.protocols[c.proto as usize].handler;
         let session = c.session;
-        handler.call(
-            &mut Wsi::new(c, &mut self.shared, k as u32),
-            session,
-            reason,
-        )
+        handler.call(&mut Wsi::new(c, &mut self.shared, k as u32), session, reason)
     }
 
     /// Calls, and on error closes the connection (WebSocket: close frame with the error's
@@ -1351,7 +1311,7 @@ impl Context {
         if done && c.has(flag::SHUTDOWN_AFTER_FLUSH) && c.state != State::Draining {
             c.clear(flag::SHUTDOWN_AFTER_FLUSH);
             let _ = c.sock.shutdown(Shutdown::Write);
-            let was_ws = c.state == State::WebSocket;
+            let was_ws = c.has(flag::UPGRADED);
             c.state = State::Draining;
             self.set_deadline(k, self.close_timeout);
             if was_ws {
@@ -1364,7 +1324,9 @@ impl Context {
         } else if done
             && c.state == State::Http
             && c.has(flag::HTTP_RESPONDED)
-            && c.http.as_ref().is_none_or(|h| h.file.is_none())
+            // An early response does not end the transaction before the request body is
+            // consumed: the body must never be read as the next request.
+            && c.http.as_ref().is_none_or(|h| h.file.is_none() && matches!(h.body, Body::None))
         {
             // Keep-alive: the response is out; read the next request, which may already be
             // stashed.
@@ -1508,26 +1470,23 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        let was = c.state;
         // Writes from these last callbacks have nowhere to go.
         c.state = State::Draining;
         if !c.has(flag::CLOSED_NOTIFIED) {
             c.set(flag::CLOSED_NOTIFIED);
-            let reason = if was == State::Http {
-                Reason::ClosedHttp
-            } else {
+            let reason = if c.has(flag::UPGRADED) {
                 Reason::Closed {
                     code: None,
                     reason: b"",
                 }
+            } else {
+                Reason::ClosedHttp
             };
             let _ = self.call(k, reason);
         }
         let _ = self.call(k, Reason::WsiDestroy);
         let mut c = self.conns.remove(k);
-        self.protocols[c.proto as usize]
-            .handler
-            .drop_session(c.session);
+        self.protocols[c.proto as usize].handler.drop_session(c.session);
         let _ = self.poll.registry().deregister(&mut c.sock);
         self.shared.give_buf(c.out);
         self.shared.give_buf(c.stash);

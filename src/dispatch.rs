@@ -13,11 +13,7 @@ pub(crate) trait ErasedProtocol {
     fn new_session(&mut self) -> u32;
     fn drop_session(&mut self, session: u32);
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close>;
-    fn call_protocol(
-        &mut self,
-        ctx: &mut ProtocolContext<'_>,
-        event: ProtocolEvent,
-    ) -> Result<(), Close>;
+    fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close>;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn sessions(&self) -> usize;
 }
@@ -53,11 +49,7 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
         }
     }
 
-    fn call_protocol(
-        &mut self,
-        ctx: &mut ProtocolContext<'_>,
-        event: ProtocolEvent,
-    ) -> Result<(), Close> {
+    fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
         self.proto.protocol_callback(ctx, event)
     }
 

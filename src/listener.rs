@@ -13,16 +13,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 /// interfaces (a dual-stack IPv6 socket where the system allows, else IPv4).
 pub(crate) fn bind(interface: Option<&str>, port: u16, backlog: i32) -> io::Result<TcpListener> {
     let (addr, device) = match interface {
-        None => (
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            None,
-        ),
+        None => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), None),
         Some(s) => match s.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
             Ok(ip) => (SocketAddr::new(ip, port), None),
-            Err(_) => (
-                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-                Some(s),
-            ),
+            Err(_) => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), Some(s)),
         },
     };
     let sock = match open(addr, device, backlog) {
@@ -38,11 +32,7 @@ pub(crate) fn bind(interface: Option<&str>, port: u16, backlog: i32) -> io::Resu
 }
 
 fn open(addr: SocketAddr, device: Option<&str>, backlog: i32) -> io::Result<Socket> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         sock.set_only_v6(false)?;
     }

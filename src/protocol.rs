@@ -133,7 +133,8 @@ pub enum Reason<'a> {
     HttpBodyCompletion,
     /// `LWS_CALLBACK_HTTP_WRITEABLE`: an HTTP connection can take more data.
     HttpWriteable,
-    /// `LWS_CALLBACK_HTTP_FILE_COMPLETION`: a file started by `serve_http_file` was sent.
+    /// `LWS_CALLBACK_HTTP_FILE_COMPLETION`: a file response (from `serve_http_file` or the
+    /// built-in file server) was all handed to the kernel.
     HttpFileCompletion,
     /// `LWS_CALLBACK_CLOSED_HTTP`: an HTTP connection (never upgraded) closed.
     ClosedHttp,

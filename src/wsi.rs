@@ -213,12 +213,7 @@ impl<'a> Wsi<'a> {
 
     /// [`write`](Self::write) with control over FIN: `fin == false` is libwebsockets'
     /// `LWS_WRITE_NO_FIN`, to be followed by [`WriteProtocol::Continuation`] frames.
-    pub fn write_fragment(
-        &mut self,
-        data: &[u8],
-        wp: WriteProtocol,
-        fin: bool,
-    ) -> Result<(), WriteError> {
+    pub fn write_fragment(&mut self, data: &[u8], wp: WriteProtocol, fin: bool) -> Result<(), WriteError> {
         let c = &mut *self.conn;
         if wp == WriteProtocol::Http {
             if c.state != State::Http {
@@ -236,9 +231,7 @@ impl<'a> Wsi<'a> {
             WriteProtocol::Continuation if !c.has(flag::SENDING_FRAGMENTED) => {
                 return Err(WriteError::Fragmentation)
             }
-            WriteProtocol::Ping | WriteProtocol::Pong if data.len() > 125 => {
-                return Err(WriteError::TooLong)
-            }
+            WriteProtocol::Ping | WriteProtocol::Pong if data.len() > 125 => return Err(WriteError::TooLong),
             WriteProtocol::Text => OpCode::Text,
             WriteProtocol::Binary => OpCode::Binary,
             WriteProtocol::Continuation => OpCode::Continuation,
@@ -418,11 +411,7 @@ impl<'a> Wsi<'a> {
 
     /// Answers the HTTP request with a small HTML page for `status`
     /// (`libwebsockets_return_http_status`); `html` replaces the default text (escaped).
-    pub fn return_http_status(
-        &mut self,
-        status: u16,
-        html: Option<&str>,
-    ) -> Result<(), WriteError> {
+    pub fn return_http_status(&mut self, status: u16, html: Option<&str>) -> Result<(), WriteError> {
         let c = &mut *self.conn;
         if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
             return Err(WriteError::Closed);
@@ -463,10 +452,7 @@ impl<'a> Wsi<'a> {
         }
         response::write_head(&mut c.out, 200, &headers, Some(len), keep, true);
         if !head_only && len > 0 {
-            c.http.get_or_insert_with(Box::default).file = Some(FileStream {
-                file,
-                remaining: len,
-            });
+            c.http.get_or_insert_with(Box::default).file = Some(FileStream { file, remaining: len });
         }
         c.complete_http();
         Ok(())

@@ -279,10 +279,7 @@ mod tests {
     /// Runs a decoder over `parts` the way a connection would: append each
     /// read to a buffer, decode until `NeedMore`, drain what was consumed.
     /// Returns (data, leftover after Done, done?).
-    fn drive(
-        dec: &mut ChunkedDecoder,
-        parts: &[&[u8]],
-    ) -> Result<(Vec<u8>, Vec<u8>, bool), HttpError> {
+    fn drive(dec: &mut ChunkedDecoder, parts: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>, bool), HttpError> {
         let mut buf = Vec::new();
         let mut data = Vec::new();
         for part in parts {
@@ -447,8 +444,7 @@ mod tests {
             b"0\r\n\rX",
         ] {
             let mut dec = ChunkedDecoder::new();
-            let e = drive(&mut dec, &[body])
-                .expect_err(&format!("{:?}", String::from_utf8_lossy(body)));
+            let e = drive(&mut dec, &[body]).expect_err(&format!("{:?}", String::from_utf8_lossy(body)));
             assert_eq!(e.status, 400);
             // The decoder stays failed.
             assert_eq!(dec.decode(b"0\r\n\r\n"), Err(e));

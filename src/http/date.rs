@@ -196,10 +196,7 @@ fn digits(b: &[u8]) -> Option<u32> {
 }
 
 fn month(b: &[u8]) -> Option<u32> {
-    MONTHS
-        .iter()
-        .position(|m| &m[..] == b)
-        .map(|i| i as u32 + 1)
+    MONTHS.iter().position(|m| &m[..] == b).map(|i| i as u32 + 1)
 }
 
 fn short_weekday(b: &[u8]) -> bool {
@@ -344,14 +341,8 @@ mod tests {
 
     #[test]
     fn formats_rfc_example() {
-        assert_eq!(
-            &http_date(at(784_111_777)),
-            b"Sun, 06 Nov 1994 08:49:37 GMT"
-        );
-        assert_eq!(
-            http_date_string(at(784_111_777)),
-            "Sun, 06 Nov 1994 08:49:37 GMT"
-        );
+        assert_eq!(&http_date(at(784_111_777)), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date_string(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
     #[test]
@@ -362,14 +353,8 @@ mod tests {
         let t = UNIX_EPOCH - Duration::from_millis(500);
         assert_eq!(&http_date(t), b"Wed, 31 Dec 1969 23:59:59 GMT");
         // Leap day in a 400-year leap century.
-        assert_eq!(
-            &http_date(at(951_782_400)),
-            b"Tue, 29 Feb 2000 00:00:00 GMT"
-        );
-        assert_eq!(
-            &http_date(at(4_107_542_400)),
-            b"Mon, 01 Mar 2100 00:00:00 GMT"
-        );
+        assert_eq!(&http_date(at(951_782_400)), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(&http_date(at(4_107_542_400)), b"Mon, 01 Mar 2100 00:00:00 GMT");
         assert_eq!(&http_date(at(i64::MAX)), b"Fri, 31 Dec 9999 23:59:59 GMT");
         assert_eq!(&http_date(at(MIN_SECS)), b"Mon, 01 Jan 0001 00:00:00 GMT");
     }
@@ -471,10 +456,7 @@ mod tests {
             c.at(t + Duration::from_millis(999)),
             b"Sun, 06 Nov 1994 08:49:37 GMT"
         );
-        assert_eq!(
-            c.at(t + Duration::from_secs(1)),
-            b"Sun, 06 Nov 1994 08:49:38 GMT"
-        );
+        assert_eq!(c.at(t + Duration::from_secs(1)), b"Sun, 06 Nov 1994 08:49:38 GMT");
         assert_eq!(c.now().len(), IMF_FIXDATE_LEN);
         assert!(parse_http_date(std::str::from_utf8(c.now()).unwrap()).is_some());
     }

@@ -550,8 +550,7 @@ mod tests {
             .write(true)
             .open(root.join("hello.txt"))
             .unwrap();
-        f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))
-            .unwrap();
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME)).unwrap();
         use std::os::unix::fs::symlink;
         symlink(outside.join("secret.txt"), root.join("leak.txt")).unwrap();
         symlink("../outside", root.join("leakdir")).unwrap();
@@ -669,10 +668,7 @@ mod tests {
     fn symlinks_must_stay_inside_root() {
         let (_tmp, root) = fixture();
         assert_eq!(resolve(&root, "/leak.txt"), Err(FileError::Forbidden));
-        assert_eq!(
-            resolve(&root, "/leakdir/secret.txt"),
-            Err(FileError::Forbidden)
-        );
+        assert_eq!(resolve(&root, "/leakdir/secret.txt"), Err(FileError::Forbidden));
         // A link inside the root is fine, and typed by its own name.
         let r = resolve(&root, "/alias.txt").unwrap();
         assert_eq!(r.path, fs::canonicalize(root.join("hello.txt")).unwrap());
@@ -680,19 +676,13 @@ mod tests {
         let linked_root = root.parent().unwrap().join("rootlink");
         std::os::unix::fs::symlink(&root, &linked_root).unwrap();
         assert_eq!(resolve(&linked_root, "/hello.txt").unwrap().len, 20);
-        assert_eq!(
-            resolve(&linked_root, "/leak.txt"),
-            Err(FileError::Forbidden)
-        );
+        assert_eq!(resolve(&linked_root, "/leak.txt"), Err(FileError::Forbidden));
     }
 
     #[test]
     fn non_regular_files_are_refused() {
         if Path::new("/dev/null").exists() {
-            assert_eq!(
-                resolve(Path::new("/dev"), "/null"),
-                Err(FileError::Forbidden)
-            );
+            assert_eq!(resolve(Path::new("/dev"), "/null"), Err(FileError::Forbidden));
         }
     }
 
@@ -710,14 +700,8 @@ mod tests {
         let file = resolve(&root, "/hello.txt").unwrap();
         let p = plan(&req(""), &file);
         assert_eq!((p.status, p.range, p.body_len), (200, None, 20));
-        assert_eq!(
-            header(&p, "content-type"),
-            Some("text/plain; charset=utf-8")
-        );
-        assert_eq!(
-            header(&p, "last-modified"),
-            Some("Sun, 06 Nov 1994 08:49:37 GMT")
-        );
+        assert_eq!(header(&p, "content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(header(&p, "last-modified"), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
         assert_eq!(header(&p, "etag"), Some(etag(20, file.modified).as_str()));
         assert_eq!(header(&p, "accept-ranges"), Some("bytes"));
         assert_eq!(header(&p, "content-range"), None);
@@ -767,9 +751,7 @@ mod tests {
         }
         // If-None-Match present and not matching: If-Modified-Since ignored.
         let p = plan(
-            &req(
-                "If-None-Match: \"other\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
-            ),
+            &req("If-None-Match: \"other\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
             &file,
         );
         assert_eq!(p.status, 200);
@@ -859,10 +841,7 @@ mod tests {
                 header(&p, "content-range"),
                 Some(format!("bytes {start}-{end}/20").as_str())
             );
-            assert_eq!(
-                header(&p, "content-type"),
-                Some("text/plain; charset=utf-8")
-            );
+            assert_eq!(header(&p, "content-type"), Some("text/plain; charset=utf-8"));
         }
     }
 

@@ -419,8 +419,7 @@ pub fn parse_head(head: &[u8], limits: &Limits) -> Result<Request, HttpError> {
     }
     let head = &head[..len];
     // httparse only returns Complete with all three set.
-    let (Some(method), Some(target), Some(version_minor)) = (req.method, req.path, req.version)
-    else {
+    let (Some(method), Some(target), Some(version_minor)) = (req.method, req.path, req.version) else {
         return Err(bad("malformed request line"));
     };
     if target.len() > limits.max_uri_bytes {
@@ -605,8 +604,7 @@ impl Request {
     /// The first value of field `name` (case-insensitive), or `None` if it
     /// is absent or not valid UTF-8 (see [`header_bytes`](Self::header_bytes)).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.header_bytes(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.header_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The first value of field `name` (case-insensitive) as raw bytes.
@@ -681,8 +679,7 @@ impl Request {
 mod tests {
     use super::*;
 
-    const SIMPLE: &[u8] =
-        b"GET /index.html?x=1&y HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
+    const SIMPLE: &[u8] = b"GET /index.html?x=1&y HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
 
     fn parse(s: &[u8]) -> Result<Request, HttpError> {
         parse_head(s, &Limits::default())
@@ -706,10 +703,7 @@ mod tests {
             Scan::Complete(SIMPLE.len())
         );
         // Asking again is stable.
-        assert_eq!(
-            s.scan(&data, &Limits::default()),
-            Scan::Complete(SIMPLE.len())
-        );
+        assert_eq!(s.scan(&data, &Limits::default()), Scan::Complete(SIMPLE.len()));
     }
 
     #[test]
@@ -734,11 +728,7 @@ mod tests {
             if cut < SIMPLE.len() {
                 assert_eq!(first, Scan::Partial, "cut {cut}");
             }
-            assert_eq!(
-                s.scan(SIMPLE, &limits),
-                Scan::Complete(SIMPLE.len()),
-                "cut {cut}"
-            );
+            assert_eq!(s.scan(SIMPLE, &limits), Scan::Complete(SIMPLE.len()), "cut {cut}");
         }
         // Three-way splits around the terminator.
         let t = SIMPLE.len() - 4;
@@ -809,10 +799,7 @@ mod tests {
         assert_eq!(s.scan(&long, &limits), Scan::TooLarge);
         assert_eq!(s.too_large_error().status, 414);
         // Endless leading empty lines also hit the limit.
-        assert_eq!(
-            HeadScanner::new().scan(&[b'\n'; 64], &limits),
-            Scan::TooLarge
-        );
+        assert_eq!(HeadScanner::new().scan(&[b'\n'; 64], &limits), Scan::TooLarge);
     }
 
     #[test]
@@ -869,9 +856,7 @@ mod tests {
         let alphabet = b"\r\n\r\na: ";
         for _ in 0..3000 {
             let len = rng.below(60);
-            let buf: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len())])
-                .collect();
+            let buf: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
             let limits = Limits {
                 max_head_bytes: 1 + rng.below(70),
                 ..Limits::default()
@@ -903,9 +888,7 @@ mod tests {
         let mut buf = SIMPLE.to_vec();
         buf.extend_from_slice(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
         let mut s = HeadScanner::new();
-        let Scan::Complete(n) = s.scan(&buf, &limits) else {
-            panic!()
-        };
+        let Scan::Complete(n) = s.scan(&buf, &limits) else { panic!() };
         buf.drain(..n);
         s.reset();
         assert_eq!(s.scan(&buf, &limits), Scan::Complete(buf.len()));
@@ -982,7 +965,10 @@ mod tests {
 
     #[test]
     fn tokens_keep_alive_and_upgrade() {
-        let r = parse(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n").unwrap();
+        let r = parse(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+        )
+        .unwrap();
         assert!(r.has_token("connection", "upgrade"));
         assert!(r.has_token("Connection", "KEEP-ALIVE"));
         assert!(!r.has_token("connection", "keep"));
@@ -993,18 +979,13 @@ mod tests {
         let r = parse(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: foo\r\nConnection: ,upgrade ,\r\n\r\n").unwrap();
         assert!(r.is_websocket_upgrade());
 
-        let r = parse(
-            b"POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-        )
-        .unwrap();
+        let r = parse(b"POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+            .unwrap();
         assert!(!r.is_websocket_upgrade());
-        let r =
-            parse(b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n").unwrap();
+        let r = parse(b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n").unwrap();
         assert!(!r.is_websocket_upgrade());
-        let r = parse(
-            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocketx\r\nConnection: upgrade\r\n\r\n",
-        )
-        .unwrap();
+        let r = parse(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocketx\r\nConnection: upgrade\r\n\r\n")
+            .unwrap();
         assert!(!r.is_websocket_upgrade());
 
         let r = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n").unwrap();
@@ -1111,14 +1092,10 @@ mod tests {
     fn content_length_rules() {
         let r = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\n\r\n").unwrap();
         assert_eq!(r.content_length(), Some(42));
-        let r = parse(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\ncontent-length: 42, 42\r\n\r\n",
-        )
-        .unwrap();
+        let r = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\ncontent-length: 42, 42\r\n\r\n")
+            .unwrap();
         assert_eq!(r.content_length(), Some(42));
-        let r =
-            parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n")
-                .unwrap();
+        let r = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n").unwrap();
         assert_eq!(r.content_length(), Some(u64::MAX));
         for cl in [
             &b"Content-Length: 42\r\nContent-Length: 43"[..],
@@ -1163,17 +1140,9 @@ mod tests {
             400
         );
         // chunked not last, twice, or empty.
-        assert_eq!(
-            te("Transfer-Encoding: chunked, gzip").unwrap_err().status,
-            400
-        );
+        assert_eq!(te("Transfer-Encoding: chunked, gzip").unwrap_err().status, 400);
         assert_eq!(te("Transfer-Encoding: gzip").unwrap_err().status, 400);
-        assert_eq!(
-            te("Transfer-Encoding: chunked, chunked")
-                .unwrap_err()
-                .status,
-            400
-        );
+        assert_eq!(te("Transfer-Encoding: chunked, chunked").unwrap_err().status, 400);
         assert_eq!(
             te("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked")
                 .unwrap_err()
@@ -1183,10 +1152,7 @@ mod tests {
         assert_eq!(te("Transfer-Encoding: ").unwrap_err().status, 400);
         assert_eq!(te("Transfer-Encoding: xchunked").unwrap_err().status, 400);
         // A real coding we do not implement before chunked.
-        assert_eq!(
-            te("Transfer-Encoding: gzip, chunked").unwrap_err().status,
-            501
-        );
+        assert_eq!(te("Transfer-Encoding: gzip, chunked").unwrap_err().status, 501);
         assert_eq!(
             te("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked")
                 .unwrap_err()

@@ -125,9 +125,7 @@ pub fn write_head_start(out: &mut Vec<u8>, status: u16, date: bool) {
 /// splitting.
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &str) -> bool {
     let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
-    let value_ok = value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
+    let value_ok = value.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
     if !(name_ok && value_ok) {
         log::warn!("dropping invalid response header {name:?}: {value:?}");
         return false;

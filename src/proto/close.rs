@@ -92,10 +92,7 @@ mod tests {
     fn parse_payloads() {
         assert_eq!(parse_close_payload(b""), Ok((None, &b""[..])));
         assert_eq!(parse_close_payload(b"\x03"), Err(CloseError::Truncated));
-        assert_eq!(
-            parse_close_payload(b"\x03\xe8bye"),
-            Ok((Some(1000), &b"bye"[..]))
-        );
+        assert_eq!(parse_close_payload(b"\x03\xe8bye"), Ok((Some(1000), &b"bye"[..])));
         assert_eq!(
             parse_close_payload(b"\x03\xed"),
             Err(CloseError::InvalidCode(1005))

@@ -88,12 +88,8 @@ impl std::error::Error for ProtocolError {}
 impl From<HeaderError> for ProtocolError {
     fn from(e: HeaderError) -> Self {
         match e {
-            HeaderError::ReservedOpcode(_) => {
-                ProtocolError::new(code::PROTOCOL_ERROR, "reserved opcode")
-            }
-            HeaderError::LengthOverflow => {
-                ProtocolError::new(code::PROTOCOL_ERROR, "invalid payload length")
-            }
+            HeaderError::ReservedOpcode(_) => ProtocolError::new(code::PROTOCOL_ERROR, "reserved opcode"),
+            HeaderError::LengthOverflow => ProtocolError::new(code::PROTOCOL_ERROR, "invalid payload length"),
             HeaderError::NonMinimalLength => {
                 ProtocolError::new(code::PROTOCOL_ERROR, "non-minimal payload length")
             }
@@ -194,11 +190,7 @@ impl FrameDecoder {
 
     /// `decode` without the borrow: a payload chunk is `buf[..consumed]`, unmasked.
     #[inline]
-    fn step(
-        &mut self,
-        buf: &mut [u8],
-        whole_control: bool,
-    ) -> Result<(usize, Option<Raw>), ProtocolError> {
+    fn step(&mut self, buf: &mut [u8], whole_control: bool) -> Result<(usize, Option<Raw>), ProtocolError> {
         if self.end_pending {
             self.end_pending = false;
             self.in_frame = false;
@@ -222,10 +214,7 @@ impl FrameDecoder {
                     ))
                 }
                 (Role::Client, true) => {
-                    return Err(ProtocolError::new(
-                        code::PROTOCOL_ERROR,
-                        "server frame masked",
-                    ))
+                    return Err(ProtocolError::new(code::PROTOCOL_ERROR, "server frame masked"))
                 }
                 _ => {}
             }
@@ -381,10 +370,7 @@ impl Receiver {
     /// Decodes the next event from `buf`; see the module docs for the contract on
     /// unconsumed input. After an error or a `Close` event the receiver must not be fed
     /// again.
-    pub fn decode<'a>(
-        &mut self,
-        buf: &'a mut [u8],
-    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+    pub fn decode<'a>(&mut self, buf: &'a mut [u8]) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
         let mut pos = 0;
         loop {
             if self.closed {
@@ -495,11 +481,7 @@ impl Receiver {
         })
     }
 
-    fn control_event<'a>(
-        &mut self,
-        op: OpCode,
-        payload: &'a [u8],
-    ) -> Result<Event<'a>, ProtocolError> {
+    fn control_event<'a>(&mut self, op: OpCode, payload: &'a [u8]) -> Result<Event<'a>, ProtocolError> {
         self.control = None;
         Ok(match op {
             OpCode::Ping => Event::Ping(payload),
@@ -589,11 +571,7 @@ mod tests {
         wire.extend(frame(OpCode::Close, true, b"\x03\xe8bye"));
         for step in 1..wire.len() + 1 {
             let ev = run(&wire, step).unwrap();
-            assert_eq!(
-                joined(&ev, "text"),
-                "Hello, κόσμε!".as_bytes(),
-                "step {step}"
-            );
+            assert_eq!(joined(&ev, "text"), "Hello, κόσμε!".as_bytes(), "step {step}");
             assert_eq!(joined(&ev, "ping"), b"p1");
             let firsts = ev.iter().filter(|e| e.0 == "text" && e.2).count();
             let lasts = ev.iter().filter(|e| e.0 == "text" && e.3).count();
@@ -616,11 +594,7 @@ mod tests {
             ),
             (frame(OpCode::Continuation, true, b"x"), 1002),
             (
-                [
-                    frame(OpCode::Text, false, b"a"),
-                    frame(OpCode::Text, true, b"b"),
-                ]
-                .concat(),
+                [frame(OpCode::Text, false, b"a"), frame(OpCode::Text, true, b"b")].concat(),
                 1002,
             ),
             (frame(OpCode::Ping, false, b""), 1002),

@@ -16,13 +16,7 @@ use super::mask::apply_mask;
 /// assert_eq!(out, [0x81, 2, b'h', b'i']);
 /// ```
 #[inline]
-pub fn encode_frame(
-    out: &mut Vec<u8>,
-    opcode: OpCode,
-    fin: bool,
-    mask: Option<[u8; 4]>,
-    payload: &[u8],
-) {
+pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) {
     encode_frame_rsv(out, opcode, fin, 0, mask, payload)
 }
 
@@ -114,16 +108,12 @@ mod tests {
         let key = [5, 6, 7, 8];
         encode_frame(&mut out, OpCode::Binary, false, Some(key), &[1u8; 300]);
         let (h, n) = FrameHeader::parse(&out).unwrap().unwrap();
-        assert_eq!(
-            (h.payload_len, h.fin, h.mask, n),
-            (300, false, Some(key), 8)
-        );
+        assert_eq!((h.payload_len, h.fin, h.mask, n), (300, false, Some(key), 8));
         let mut p = out[n..].to_vec();
         apply_mask(&mut p, key, 0);
         assert_eq!(p, vec![1u8; 300]);
         let mut fixed = [0u8; 400];
-        let len =
-            encode_frame_into(&mut fixed, OpCode::Binary, false, Some(key), &[1u8; 300]).unwrap();
+        let len = encode_frame_into(&mut fixed, OpCode::Binary, false, Some(key), &[1u8; 300]).unwrap();
         assert_eq!(&fixed[..len], &out[..]);
         assert_eq!(
             encode_frame_into(&mut fixed[..100], OpCode::Binary, true, None, &[0; 300]),

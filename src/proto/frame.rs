@@ -233,12 +233,7 @@ mod tests {
     fn roundtrip_lengths_and_masks() {
         for len in [0u64, 1, 125, 126, 127, 65535, 65536, 1 << 40] {
             for mask in [None, Some([1, 2, 3, 4])] {
-                for op in [
-                    OpCode::Text,
-                    OpCode::Binary,
-                    OpCode::Continuation,
-                    OpCode::Ping,
-                ] {
+                for op in [OpCode::Text, OpCode::Binary, OpCode::Continuation, OpCode::Ping] {
                     let h = FrameHeader {
                         fin: len % 2 == 0,
                         rsv: 0b101,
