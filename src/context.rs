@@ -691,6 +691,9 @@ impl Context {
     fn peer_eof(&mut self, k: usize) {
         if let Some(c) = self.conns.get(k) {
             log::debug!("{}: EOF", c.peer);
+            // A half-closed peer can still receive: send what is queued (a close reply, an
+            // error, a response) before closing.
+            self.flush(k);
             self.remove(k);
         }
     }
@@ -907,7 +910,10 @@ impl Context {
                 return (buf.len(), Stop::Done);
             }
         };
-        let upgrade = request.is_websocket_upgrade();
+        // Anything that looks like an upgrade attempt goes to the upgrade path, so that an
+        // incomplete one is refused with the handshake's status instead of served as HTTP.
+        let upgrade =
+            request.has_token("upgrade", "websocket") || request.header_bytes("sec-websocket-key").is_some();
         hs.request = Some(request);
         // The head is in: the handshake timeout no longer applies (a long body or
         // download must not be cut by it).
@@ -991,9 +997,13 @@ impl Context {
     fn upgrade(&mut self, k: usize) -> bool {
         let c = &mut self.conns[k];
         let request = c.request().expect("request is held during upgrade");
-        if let Err(e) = handshake::validate_request(request.method_str(), request.version_minor(), |n| {
-            request.header_bytes(n)
-        }) {
+        // Token headers may be split over several lines: look across all of them.
+        let lookup = |n: &str| match n {
+            "upgrade" if request.has_token(n, "websocket") => Some(&b"websocket"[..]),
+            "connection" if request.has_token(n, "upgrade") => Some(&b"upgrade"[..]),
+            _ => request.header_bytes(n),
+        };
+        if let Err(e) = handshake::validate_request(request.method_str(), request.version_minor(), lookup) {
             log::debug!("{}: upgrade refused: {e}", c.peer);
             let extra: &[(&str, &str)] = if e.status() == 426 {
                 &[("Sec-WebSocket-Version", "13")]
@@ -1008,7 +1018,12 @@ impl Context {
         // Sub-protocol: the first registered protocol the client offers; none offered:
         // the first protocol; offered but unknown: refuse.
         let mut chosen: Option<(usize, Option<String>)> = None;
-        match request.header("sec-websocket-protocol") {
+        let offers: Vec<&str> = request
+            .header_values("sec-websocket-protocol")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .collect();
+        let offer = offers.join(",");
+        match (!offers.is_empty()).then_some(offer.as_str()) {
             None => chosen = Some((0, None)),
             Some(offer) => {
                 for (i, p) in self.protocols.iter().enumerate() {

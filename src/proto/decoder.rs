@@ -11,7 +11,7 @@
 //!
 //! Neither keeps a copy of the input. When the input ends inside a frame header, or inside
 //! a control frame (whose payload is delivered whole), `decode` consumes nothing more and
-//! returns `None`; the caller keeps the unconsumed tail (at most 131 bytes) and presents it
+//! returns `None`; the caller keeps the unconsumed tail (at most 138 bytes: a control frame with a 64-bit length field, its mask and 125 bytes) and presents it
 //! again, followed by new bytes. This keeps buffering, and its memory, in the caller's hands.
 //!
 //! ```
@@ -122,6 +122,8 @@ pub struct FrameDecoder {
     end_pending: bool,
     role: Role,
     allowed_rsv: u8,
+    /// The current frame is a control frame: never split by `max_chunk`.
+    control: bool,
 }
 
 impl FrameDecoder {
@@ -138,6 +140,7 @@ impl FrameDecoder {
             end_pending: false,
             role,
             allowed_rsv: 0,
+            control: false,
         }
     }
 
@@ -243,6 +246,7 @@ impl FrameDecoder {
             self.masked = h.mask.is_some();
             self.mask = h.mask.unwrap_or([0; 4]);
             self.end_pending = h.payload_len == 0;
+            self.control = h.opcode.is_control();
             return Ok((hlen, Some(Raw::Start(h))));
         }
         if buf.is_empty() {
@@ -251,7 +255,7 @@ impl FrameDecoder {
         let mut n = buf
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        if self.max_chunk != 0 {
+        if self.max_chunk != 0 && !self.control {
             n = n.min(self.max_chunk as usize);
         }
         if self.masked {
