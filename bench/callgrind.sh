@@ -104,7 +104,7 @@ one_run() {
   while port_listening $PORT; do PORT=$((PORT + 1)); done
   cmd=$(server_cmd "$name"); cmd=${cmd//\{PORT\}/$PORT}
   local n=${name%%=*}
-  # exec so that $SRV is valgrind's (= the server's) pid: SIGINT reaches it directly
+  # exec so that $SRV is valgrind's (= the server's) pid: the signal reaches it directly
   taskset -c "$SERVER_CPU" bash -c "ulimit -n \$(ulimit -Hn); exec valgrind --tool=callgrind -q \
       --callgrind-out-file=$OUT/$n-$label.out $( [[ $cmd == env\ * ]] && echo "--trace-children=yes" ) $cmd" \
       >"$OUT/$n-$label.log" 2>&1 &
@@ -115,9 +115,11 @@ one_run() {
   res=$(taskset -c "$CLIENT_CPU" "$WSLOAD" echo --port $PORT -c "$CONNS" -p "$DEPTH" -s "$SIZE" -d "$secs" -q 2>>"$OUT/wsload.err" | grep "^RESULT" | tail -1 || true)
   echo "$n $label $res" >>"$OUT/wsload.txt"
   sleep 0.5
-  # SIGINT: the servers die of it and valgrind writes the profile on the way out
-  kill -INT $SRV 2>/dev/null
+  # SIGTERM (not SIGINT: a background job of a script starts with SIGINT ignored): the
+  # servers die of it and valgrind writes the profile on the way out
+  kill -TERM $SRV 2>/dev/null
   for _ in $(seq 1 300); do kill -0 $SRV 2>/dev/null || break; sleep 0.1; done
+  kill -0 $SRV 2>/dev/null && echo "warning: $n did not exit on SIGTERM; killed, no profile" >&2
   kill -KILL $SRV 2>/dev/null || true
   wait $SRV 2>/dev/null || true
   SRV=""
@@ -186,6 +188,13 @@ for s in "${SERVERS[@]}"; do
     | awk -v d="$((m2 - m1))" -v n="$n" '{printf "    %-16s %-15s %.3f per msg\n", n, $1, ($4-$2)/d}' | tee -a "$SUMMARY"
 done
 
+# callgrind_annotate's function table: the first $TOP rows after the "file:function" header,
+# with the build paths shortened
+top_fns() {
+  awk -v top="$TOP" '/file:function/ {on=1; next} on && /^-+$/ {next} on && NF && n < top {print; n++}' \
+    | sed -E 's#\[[^]]*\]$##; s#/tmp/[^ ]*/src/#src/#; s#/rustc/[0-9a-f]+/library/#std:#'
+}
+
 first=${SERVERS[0]%%=*}
 if [ -n "${PER[$first]:-}" ]; then
   echo | tee -a "$SUMMARY"
@@ -196,10 +205,15 @@ if [ -n "${PER[$first]:-}" ]; then
   echo | tee -a "$SUMMARY"
   echo "== top $TOP functions by Ir (self), $first, ${DUR}s run ($OUT/$first-long.out)" | tee -a "$SUMMARY"
   callgrind_annotate --inclusive=no --threshold=100 "$OUT/$first-long.out" 2>/dev/null \
-    | awk '/^-+$/{d++} d>=3 && NF' | grep -v '^-' | head -n $((TOP + 1)) | tee -a "$SUMMARY"
+    | top_fns | tee -a "$SUMMARY"
   echo | tee -a "$SUMMARY"
   echo "== top $TOP by inclusive Ir" | tee -a "$SUMMARY"
   callgrind_annotate --inclusive=yes --threshold=100 "$OUT/$first-long.out" 2>/dev/null \
-    | awk '/^-+$/{d++} d>=3 && NF' | grep -v '^-' | head -n $((TOP + 1)) | tee -a "$SUMMARY"
+    | top_fns | tee -a "$SUMMARY"
+  echo | tee -a "$SUMMARY"
+  echo "== callers of memcpy/memmove, $first" | tee -a "$SUMMARY"
+  callgrind_annotate --tree=caller --inclusive=yes --threshold=100 "$OUT/$first-long.out" 2>/dev/null \
+    | awk '/^ *$/ {n=0; next} {b[n++]=$0} /\* .*mem(cpy|move)/ {for (i=0; i<n-1 && i<5; i++) print b[i]; print}' \
+    | sed -E 's#\[[^]]*\]$##; s#/tmp/[^ ]*/src/#src/#; s#/rustc/[0-9a-f]+/library/#std:#' | tee -a "$SUMMARY"
 fi
 echo "files: $OUT" | tee -a "$SUMMARY"
