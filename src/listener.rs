@@ -46,8 +46,31 @@ fn open(addr: SocketAddr, device: Option<&str>, backlog: i32) -> io::Result<Sock
             format!("binding to interface {dev} needs Linux"),
         ));
     }
+    // Inherited by accepted sockets on Linux, so they need no setsockopt of their own.
+    sock.set_tcp_nodelay(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
     Ok(sock)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The accept path relies on this: it no longer sets TCP_NODELAY itself.
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let l = bind(Some("127.0.0.1"), 0, 16).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
+    }
 }
