@@ -36,8 +36,16 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
             *b ^= m;
         }
     }
-    // Whole blocks are multiples of 4, so the tail starts at key phase 0 again.
-    for (i, b) in blocks.into_remainder().iter_mut().enumerate() {
+    // Whole blocks are multiples of 4, so the tail starts at key phase 0 again. Small
+    // frames (the common chat-sized message) are all tail: XOR it a word at a time, since
+    // a byte loop costs about four instructions per byte.
+    let k8 = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
+    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    for w in &mut words {
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ k8;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in words.into_remainder().iter_mut().enumerate() {
         *b ^= k[i & 3];
     }
 }
