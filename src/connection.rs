@@ -142,6 +142,21 @@ impl Conn {
         }
     }
 
+    /// Whether the connection is closed as soon as its out buffer is flushed: both close
+    /// frames are exchanged and the socket was read dry. The peer sends nothing after its
+    /// close frame (RFC 6455 §5.5.1), so nothing unread can turn the close into a reset;
+    /// closing at once, rather than shutting down and waiting for the peer's EOF, saves a
+    /// shutdown, a read and a timer per connection, and the server holds TIME_WAIT as
+    /// §7.1.1 asks.
+    pub(crate) fn closes_when_flushed(&self) -> bool {
+        self.has(flag::SHUTDOWN_AFTER_FLUSH)
+            && self.has(flag::CLOSE_RECEIVED)
+            && self.has(flag::CLOSE_SENT)
+            && !self.has(flag::MAY_READ)
+            && self.stash.is_empty()
+            && self.state == State::WebSocket
+    }
+
     /// The current request, if one is held.
     pub(crate) fn request(&self) -> Option<&Request> {
         self.http.as_ref().and_then(|h| h.request.as_ref())

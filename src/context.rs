@@ -1266,9 +1266,19 @@ impl Context {
         let Some(mut c) = self.conns.get_mut(k) else {
             return;
         };
+        let closing = c.closes_when_flushed();
         loop {
             while c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
-                match c.sock.write(&c.out[c.out_pos as usize..]) {
+                let pending = &c.out[c.out_pos as usize..];
+                let sent = if closing {
+                    // The last bytes (our close frame) are followed by close(): MSG_MORE
+                    // holds them so that the FIN rides in the same segment, one packet
+                    // fewer for both ends to process. close() pushes them out at once.
+                    send_more(&c.sock, pending)
+                } else {
+                    c.sock.write(pending)
+                };
+                match sent {
                     Ok(0) => break,
                     Ok(n) => c.out_pos += n as u32,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.set(flag::WRITE_BLOCKED),
@@ -1326,19 +1336,7 @@ impl Context {
             c.out_pos = 0;
         }
         let done = c.unsent() == 0;
-        if done
-            && c.has(flag::SHUTDOWN_AFTER_FLUSH)
-            && c.has(flag::CLOSE_RECEIVED)
-            && c.has(flag::CLOSE_SENT)
-            && !c.has(flag::MAY_READ)
-            && c.stash.is_empty()
-            && c.state == State::WebSocket
-        {
-            // Both close frames are exchanged and the socket was read dry: the peer sends
-            // nothing more (RFC 6455 §5.5.1), so nothing unread can turn our close into a
-            // reset. Close now rather than shut down and wait for its EOF: a shutdown, a
-            // read and a timer fewer per connection, and the server holds TIME_WAIT as
-            // §7.1.1 asks.
+        if done && c.closes_when_flushed() {
             self.notify_closed(k);
             self.remove(k);
             return;
@@ -1528,6 +1526,14 @@ impl Context {
         self.shared.give_buf(c.stash);
         log::debug!("{}: closed", c.peer);
     }
+}
+
+/// `send(MSG_MORE)` where the platform has it, else a plain write.
+fn send_more(sock: &mio::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_MORE);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return (&*sock).write(buf);
 }
 
 impl Drop for Context {
