@@ -10,6 +10,7 @@
 use crate::connection::{flag, Body, Conn, FileStream, State};
 use crate::dispatch::{ErasedProtocol, Registered, Slot};
 use crate::http::chunked::{Chunk, ChunkedDecoder};
+use crate::http::file_cache::{self, FileCache};
 use crate::http::request::{self as req, Scan};
 use crate::http::{files, response};
 use crate::listener;
@@ -106,6 +107,8 @@ pub struct ContextBuilder {
     backlog: i32,
     resource_path: Option<std::path::PathBuf>,
     max_body: u64,
+    file_cache_entries: usize,
+    file_cache_bytes: usize,
 }
 
 impl ContextBuilder {
@@ -211,6 +214,24 @@ impl ContextBuilder {
         self
     }
 
+    /// How many files of the [`resource_path`](Self::resource_path) the file server keeps
+    /// resolved (path checks done, headers formatted, content too for small files), like
+    /// nginx's `open_file_cache` but checked with one `stat` per request, so a changed,
+    /// replaced or deleted file is never served stale. 0 resolves every request afresh.
+    /// Default 1024.
+    pub fn file_cache_entries(mut self, n: usize) -> Self {
+        self.file_cache_entries = n;
+        self
+    }
+
+    /// Total bytes of file content the file server holds in memory; only files of at most
+    /// 64 KiB (and at most this) are held, larger ones are read from disk per request.
+    /// Default 16 MiB.
+    pub fn file_cache_bytes(mut self, n: usize) -> Self {
+        self.file_cache_bytes = n;
+        self
+    }
+
     /// Creates the context: opens the listener and sends `PROTOCOL_INIT` to each
     /// protocol.
     pub fn build(self) -> io::Result<Context> {
@@ -261,7 +282,17 @@ impl ContextBuilder {
             handshake_timeout: self.handshake_timeout,
             close_timeout: self.close_timeout,
             any_protocol: self.any_protocol,
-            resource_path: self.resource_path,
+            file_cache: self.resource_path.map(|root| {
+                FileCache::new(
+                    root,
+                    file_cache::Limits {
+                        max_entries: self.file_cache_entries,
+                        max_bytes: self.file_cache_bytes,
+                        max_file: file_cache::MAX_CACHED_FILE,
+                        settle: file_cache::SETTLE,
+                    },
+                )
+            }),
             max_body: self.max_body,
             next_gen: 1,
         };
@@ -325,7 +356,7 @@ pub struct Context {
     handshake_timeout: Duration,
     close_timeout: Duration,
     any_protocol: bool,
-    resource_path: Option<std::path::PathBuf>,
+    file_cache: Option<FileCache>,
     max_body: u64,
     next_gen: u32,
 }
@@ -348,6 +379,8 @@ impl Context {
             backlog: 1024,
             resource_path: None,
             max_body: 1 << 20,
+            file_cache_entries: 1024,
+            file_cache_bytes: 16 << 20,
         }
     }
 
@@ -1137,11 +1170,11 @@ impl Context {
             self.respond_and_close(k, 405, None, &[("Allow", "GET, HEAD")]);
             return;
         }
-        let Some(root) = self.resource_path.as_deref() else {
+        let Some(cache) = self.file_cache.as_mut() else {
             self.respond(k, 404, None, &[]);
             return;
         };
-        let file = match files::resolve(root, request.path()) {
+        let file = match cache.lookup(request.path()) {
             Ok(f) => f,
             Err(e) => {
                 log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
@@ -1153,29 +1186,47 @@ impl Context {
                 return;
             }
         };
-        let plan = files::plan(request, &file);
+        // The common request has no preconditions and no Range: its head is precomputed.
+        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved()));
         let keep = c.has(flag::KEEP_ALIVE);
         if c.out.capacity() == 0 {
             c.out = self.shared.take_buf();
         }
-        plan.write_head(&mut c.out, keep);
-        if !head_only && plan.body_len > 0 {
-            match std::fs::File::open(&file.path) {
+        let (range, body_len) = match &plan {
+            None => {
+                file.write_ok_head(&mut c.out, keep);
+                (None, file.resolved().len)
+            }
+            Some(plan) => {
+                plan.write_head(&mut c.out, keep);
+                (plan.range, plan.body_len)
+            }
+        };
+        if !head_only && body_len > 0 {
+            let start = range.map_or(0, |(a, _)| a);
+            if let Some(body) = file.body() {
+                // Head and body in one buffer: one send for a small file.
+                c.out
+                    .extend_from_slice(&body[start as usize..(start + body_len) as usize]);
+                self.complete_http(k);
+                let _ = self.call(k, Reason::HttpFileCompletion);
+                return;
+            }
+            match std::fs::File::open(&file.resolved().path) {
                 Ok(mut f) => {
                     use std::io::Seek;
-                    let start = plan.range.map_or(0, |(a, _)| a);
                     if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
                         self.remove(k);
                         return;
                     }
                     c.http.as_mut().expect("held").file = Some(FileStream {
                         file: f,
-                        remaining: plan.body_len,
+                        remaining: body_len,
                     });
                 }
                 Err(e) => {
                     // Raced with a delete: the head is out already, so only closing is honest.
-                    log::warn!("{}: open {}: {e}", c.peer, file.path.display());
+                    log::warn!("{}: open {}: {e}", c.peer, file.resolved().path.display());
                     self.remove(k);
                     return;
                 }
