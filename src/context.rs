@@ -1339,10 +1339,15 @@ impl Context {
             if c.out.capacity() == 0 {
                 c.out = self.shared.take_buf();
             }
-            c.out.clear();
             c.out_pos = 0;
             let want = fs.remaining.min(FILE_CHUNK as u64) as usize;
-            c.out.resize(want, 0);
+            // The previous chunk's bytes are sent and get overwritten: only zero-fill when
+            // the buffer grows, not all 64 KiB for every chunk.
+            if c.out.len() < want {
+                c.out.resize(want, 0);
+            } else {
+                c.out.truncate(want);
+            }
             match fs.file.read(&mut c.out[..want]) {
                 Ok(n) if n > 0 => {
                     c.out.truncate(n);
