@@ -203,6 +203,10 @@ impl ContextBuilder {
     /// Serves the files under `dir` over HTTP for requests the first protocol's `HTTP`
     /// callback leaves unanswered (`/` is `index.html`... or the mount's default, see
     /// [`default_document`](Self::default_document)). Default: no file serving (404).
+    ///
+    /// The directory is canonicalised once, at the first request that finds it, and the
+    /// symlink check (the file must stay inside it) is made when a file enters the file
+    /// cache; see [`file_cache_entries`](Self::file_cache_entries).
     pub fn resource_path(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.resource_path = Some(dir.into());
         self
