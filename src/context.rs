@@ -10,6 +10,7 @@
 use crate::connection::{flag, Body, Conn, FileStream, State};
 use crate::dispatch::{ErasedProtocol, Registered, Slot};
 use crate::http::chunked::{Chunk, ChunkedDecoder};
+use crate::http::file_cache::{self, FileCache};
 use crate::http::request::{self as req, Scan};
 use crate::http::{files, response};
 use crate::listener;
@@ -106,6 +107,8 @@ pub struct ContextBuilder {
     backlog: i32,
     resource_path: Option<std::path::PathBuf>,
     max_body: u64,
+    file_cache_entries: usize,
+    file_cache_bytes: usize,
 }
 
 impl ContextBuilder {
@@ -200,6 +203,10 @@ impl ContextBuilder {
     /// Serves the files under `dir` over HTTP for requests the first protocol's `HTTP`
     /// callback leaves unanswered (`/` is `index.html`... or the mount's default, see
     /// [`default_document`](Self::default_document)). Default: no file serving (404).
+    ///
+    /// The directory is canonicalised once, at the first request that finds it, and the
+    /// symlink check (the file must stay inside it) is made when a file enters the file
+    /// cache; see [`file_cache_entries`](Self::file_cache_entries).
     pub fn resource_path(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.resource_path = Some(dir.into());
         self
@@ -208,6 +215,24 @@ impl ContextBuilder {
     /// Largest HTTP request body accepted (413 beyond). Default 1 MiB.
     pub fn max_body_size(mut self, n: u64) -> Self {
         self.max_body = n;
+        self
+    }
+
+    /// How many files of the [`resource_path`](Self::resource_path) the file server keeps
+    /// resolved (path checks done, headers formatted, content too for small files), like
+    /// nginx's `open_file_cache` but checked with one `stat` per request, so a changed,
+    /// replaced or deleted file is never served stale. 0 resolves every request afresh.
+    /// Default 1024.
+    pub fn file_cache_entries(mut self, n: usize) -> Self {
+        self.file_cache_entries = n;
+        self
+    }
+
+    /// Total bytes of file content the file server holds in memory; only files of at most
+    /// 64 KiB (and at most this) are held, larger ones are read from disk per request.
+    /// Default 16 MiB.
+    pub fn file_cache_bytes(mut self, n: usize) -> Self {
+        self.file_cache_bytes = n;
         self
     }
 
@@ -261,7 +286,17 @@ impl ContextBuilder {
             handshake_timeout: self.handshake_timeout,
             close_timeout: self.close_timeout,
             any_protocol: self.any_protocol,
-            resource_path: self.resource_path,
+            file_cache: self.resource_path.map(|root| {
+                FileCache::new(
+                    root,
+                    file_cache::Limits {
+                        max_entries: self.file_cache_entries,
+                        max_bytes: self.file_cache_bytes,
+                        max_file: file_cache::MAX_CACHED_FILE,
+                        settle: file_cache::SETTLE,
+                    },
+                )
+            }),
             max_body: self.max_body,
             next_gen: 1,
         };
@@ -325,7 +360,7 @@ pub struct Context {
     handshake_timeout: Duration,
     close_timeout: Duration,
     any_protocol: bool,
-    resource_path: Option<std::path::PathBuf>,
+    file_cache: Option<FileCache>,
     max_body: u64,
     next_gen: u32,
 }
@@ -348,6 +383,8 @@ impl Context {
             backlog: 1024,
             resource_path: None,
             max_body: 1 << 20,
+            file_cache_entries: 1024,
+            file_cache_bytes: 16 << 20,
         }
     }
 
@@ -1140,11 +1177,11 @@ impl Context {
             self.respond_and_close(k, 405, None, &[("Allow", "GET, HEAD")]);
             return;
         }
-        let Some(root) = self.resource_path.as_deref() else {
+        let Some(cache) = self.file_cache.as_mut() else {
             self.respond(k, 404, None, &[]);
             return;
         };
-        let file = match files::resolve(root, request.path()) {
+        let file = match cache.lookup(request.path()) {
             Ok(f) => f,
             Err(e) => {
                 log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
@@ -1156,29 +1193,47 @@ impl Context {
                 return;
             }
         };
-        let plan = files::plan(request, &file);
+        // The common request has no preconditions and no Range: its head is precomputed.
+        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved()));
         let keep = c.has(flag::KEEP_ALIVE);
         if c.out.capacity() == 0 {
             c.out = self.shared.take_buf();
         }
-        plan.write_head(&mut c.out, keep);
-        if !head_only && plan.body_len > 0 {
-            match std::fs::File::open(&file.path) {
+        let (range, body_len) = match &plan {
+            None => {
+                file.write_ok_head(&mut c.out, keep);
+                (None, file.resolved().len)
+            }
+            Some(plan) => {
+                plan.write_head(&mut c.out, keep);
+                (plan.range, plan.body_len)
+            }
+        };
+        if !head_only && body_len > 0 {
+            let start = range.map_or(0, |(a, _)| a);
+            if let Some(body) = file.body() {
+                // Head and body in one buffer: one send for a small file.
+                c.out
+                    .extend_from_slice(&body[start as usize..(start + body_len) as usize]);
+                self.complete_http(k);
+                let _ = self.call(k, Reason::HttpFileCompletion);
+                return;
+            }
+            match std::fs::File::open(&file.resolved().path) {
                 Ok(mut f) => {
                     use std::io::Seek;
-                    let start = plan.range.map_or(0, |(a, _)| a);
                     if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
                         self.remove(k);
                         return;
                     }
                     c.http.as_mut().expect("held").file = Some(FileStream {
                         file: f,
-                        remaining: plan.body_len,
+                        remaining: body_len,
                     });
                 }
                 Err(e) => {
                     // Raced with a delete: the head is out already, so only closing is honest.
-                    log::warn!("{}: open {}: {e}", c.peer, file.path.display());
+                    log::warn!("{}: open {}: {e}", c.peer, file.resolved().path.display());
                     self.remove(k);
                     return;
                 }
@@ -1301,10 +1356,15 @@ impl Context {
             if c.out.capacity() == 0 {
                 c.out = self.shared.take_buf();
             }
-            c.out.clear();
             c.out_pos = 0;
             let want = fs.remaining.min(FILE_CHUNK as u64) as usize;
-            c.out.resize(want, 0);
+            // The previous chunk's bytes are sent and get overwritten: only zero-fill when
+            // the buffer grows, not all 64 KiB for every chunk.
+            if c.out.len() < want {
+                c.out.resize(want, 0);
+            } else {
+                c.out.truncate(want);
+            }
             match fs.file.read(&mut c.out[..want]) {
                 Ok(n) if n > 0 => {
                     c.out.truncate(n);

@@ -1225,3 +1225,172 @@ fn tree_fixture_is_as_described() {
     assert!(SystemTime::now() > mtime);
     assert!(Path::new(&tree.outside).join("secret.txt").exists());
 }
+
+// ---- 12. the file cache ------------------------------------------------------------------
+
+/// Long enough for files written now to count as settled, so that the file server holds
+/// their content (it does not for files changed within the last 2 s).
+const SETTLE: Duration = Duration::from_millis(2300);
+
+fn set_mtime(path: &Path, secs: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Everything but `Date`, in order, plus status and body.
+fn comparable(r: &Response) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let headers = r
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
+        .cloned()
+        .collect();
+    (r.status, headers, r.body.clone())
+}
+
+#[test]
+fn file_cache_never_serves_stale() {
+    let srv = Server::start("cache-stale");
+    let root = srv._tree.root.clone();
+    for name in ["len.txt", "same.txt", "restored.txt", "gone.txt"] {
+        std::fs::write(root.join(name), b"version one").unwrap();
+        set_mtime(&root.join(name), A_MTIME);
+    }
+    std::os::unix::fs::symlink("a.txt", root.join("link.txt")).unwrap();
+    thread::sleep(SETTLE);
+    let mut c = srv.connect();
+    let mut get = |path: &str| {
+        c.send(&get_request(path));
+        c.read_response()
+    };
+    // Twice each: the first fills the cache, the second is served from it.
+    for name in ["/len.txt", "/same.txt", "/restored.txt", "/gone.txt", "/link.txt"] {
+        let first = get(name);
+        assert_eq!(first.status, 200, "{name}: {first:?}");
+        assert_eq!(comparable(&first), comparable(&get(name)), "{name}");
+    }
+
+    // A rewrite with another length.
+    std::fs::write(root.join("len.txt"), b"version two, longer").unwrap();
+    let r = get("/len.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "version two, longer"));
+    assert_eq!(r.content_length(), Some(19));
+
+    // Same length, another mtime: new body, new validators.
+    let before = get("/same.txt");
+    std::fs::write(root.join("same.txt"), b"version TWO").unwrap();
+    set_mtime(&root.join("same.txt"), A_MTIME + 86_400);
+    let r = get("/same.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "version TWO"));
+    assert_eq!(r.header("last-modified"), Some("Thu, 02 Jan 2020 00:00:00 GMT"));
+    assert_ne!(r.header("etag"), before.header("etag"));
+
+    // Same length with the old mtime put back (as `cp -p` would): only the ctime tells,
+    // and that is enough for the body (the ETag, from length and mtime, cannot tell).
+    std::fs::write(root.join("restored.txt"), b"version TWO").unwrap();
+    set_mtime(&root.join("restored.txt"), A_MTIME);
+    let r = get("/restored.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "version TWO"));
+    assert_eq!(r.header("last-modified"), Some(A_LAST_MODIFIED));
+
+    // Deleted: 404 on the same connection; created again: served.
+    std::fs::remove_file(root.join("gone.txt")).unwrap();
+    assert_status_page(&get("/gone.txt"), 404);
+    std::fs::write(root.join("gone.txt"), b"back again").unwrap();
+    let r = get("/gone.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "back again"));
+
+    // A symlink retargeted outside the root after it was cached is refused.
+    std::fs::remove_file(root.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(srv._tree.outside.join("secret.txt"), root.join("link.txt")).unwrap();
+    let r = get("/link.txt");
+    assert_status_page(&r, 403);
+    assert!(!r.text().contains("secret"));
+    // And a file that was never cached but is created after a 404.
+    assert_status_page(&get("/later.txt"), 404);
+    std::fs::write(root.join("later.txt"), b"later").unwrap();
+    assert_eq!(get("/later.txt").body, b"later");
+    // The outside link stays refused on repeat (errors are not cached as successes).
+    assert_status_page(&get("/leak.txt"), 403);
+    assert_status_page(&get("/leak.txt"), 403);
+}
+
+#[test]
+fn file_cache_responses_identical_to_uncached() {
+    let cached = Server::start("cache-on");
+    let root = cached._tree.root.clone();
+    let uncached = {
+        let root = root.clone();
+        Server::start_with("cache-off", move |b| b.resource_path(root).file_cache_entries(0))
+    };
+    thread::sleep(SETTLE);
+    let four_k = pattern(FOUR_K, 7);
+    let tag = {
+        let r = cached.get("/four_k.bin");
+        assert_eq!(r.body, four_k);
+        r.header("etag").unwrap().to_owned()
+    };
+    let requests = [
+        get_request("/four_k.bin"),
+        get_request("/a.txt?q=1"),
+        get_request("/"),
+        get_request("/sub"),
+        get_request("/big.bin"),
+        b"HEAD /four_k.bin HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"GET /four_k.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100-199\r\n\r\n".to_vec(),
+        b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-5\r\n\r\n".to_vec(),
+        b"GET /four_k.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=5000-\r\n\r\n".to_vec(),
+        format!("GET /four_k.bin HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\n\r\n").into_bytes(),
+        format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {A_LAST_MODIFIED}\r\n\r\n")
+            .into_bytes(),
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"nope\"\r\n\r\n".to_vec(),
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET /a.txt HTTP/1.0\r\n\r\n".to_vec(),
+    ];
+    for req in &requests {
+        let head_only = req.starts_with(b"HEAD");
+        let fetch = |srv: &Server| {
+            let mut c = srv.connect();
+            // Twice on one connection where it stays open: fill, then hit.
+            c.send(req);
+            let r1 = if head_only {
+                c.read_head_response()
+            } else {
+                c.read_response()
+            };
+            if r1.closes() {
+                return vec![r1];
+            }
+            c.send(req);
+            let r2 = if head_only {
+                c.read_head_response()
+            } else {
+                c.read_response()
+            };
+            vec![r1, r2]
+        };
+        let a: Vec<_> = fetch(&cached).iter().map(comparable).collect();
+        let b: Vec<_> = fetch(&uncached).iter().map(comparable).collect();
+        assert_eq!(a, b, "{}", String::from_utf8_lossy(req));
+    }
+    // Pipelined, a cached body and a streamed one alternate in order.
+    let mut c = cached.connect();
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        all.extend_from_slice(&get_request("/four_k.bin"));
+        all.extend_from_slice(&get_request("/big.bin"));
+    }
+    c.send(&all);
+    for _ in 0..3 {
+        assert_eq!(c.read_response().body, four_k);
+        assert!(c.read_response().body == pattern(BIG, 0));
+    }
+    // A body from memory still ends with HTTP_FILE_COMPLETION, as a streamed one does.
+    cached
+        .log
+        .wait_for("filedone", |l| l.iter().any(|x| x == "filedone /four_k.bin"));
+}

@@ -152,6 +152,37 @@ fn content_type(path: &Path) -> String {
 /// this check and opening the file; serving from a root that untrusted
 /// users can write symlinks into is not supported.
 pub fn resolve(root: &Path, request_path: &str) -> Result<Resolved, FileError> {
+    let (full, meta) = locate(root, request_path)?;
+    let root_canon = canonical_root(root)?;
+    let canon = contain(&root_canon, &full, request_path)?;
+    Ok(resolved(&full, canon, &meta))
+}
+
+/// [`resolve`] under a root that is already canonical, for callers that
+/// canonicalise it once rather than per request. Also returns the path as
+/// built from the request (not canonicalised; `stat` it to revalidate) and
+/// its metadata.
+pub(crate) fn resolve_in(
+    root_canon: &Path,
+    request_path: &str,
+) -> Result<(Resolved, PathBuf, fs::Metadata), FileError> {
+    let (full, meta) = locate(root_canon, request_path)?;
+    let canon = contain(root_canon, &full, request_path)?;
+    Ok((resolved(&full, canon, &meta), full, meta))
+}
+
+/// The canonical form of a document root; a failure is the server's
+/// misconfiguration rather than the client's fault, hence the log.
+pub(crate) fn canonical_root(root: &Path) -> Result<PathBuf, FileError> {
+    fs::canonicalize(root).map_err(|e| {
+        log::error!("document root {}: {e}", root.display());
+        FileError::NotFound
+    })
+}
+
+/// The regular file `request_path` names under `root` (by the segment
+/// rules only; symlinks are not checked here) and its metadata.
+fn locate(root: &Path, request_path: &str) -> Result<(PathBuf, fs::Metadata), FileError> {
     let path = request_path.split('?').next().unwrap_or("");
     if !path.starts_with('/') {
         return Err(FileError::BadRequest);
@@ -175,13 +206,13 @@ pub fn resolve(root: &Path, request_path: &str) -> Result<Resolved, FileError> {
     if !meta.is_file() {
         return Err(FileError::Forbidden);
     }
+    Ok((full, meta))
+}
 
-    let root_canon = fs::canonicalize(root).map_err(|e| {
-        log::error!("document root {}: {e}", root.display());
-        FileError::NotFound
-    })?;
-    let canon = fs::canonicalize(&full).map_err(|e| io_error(&e))?;
-    if !canon.starts_with(&root_canon) {
+/// The canonical path of `full`, if it is inside `root_canon`.
+fn contain(root_canon: &Path, full: &Path, request_path: &str) -> Result<PathBuf, FileError> {
+    let canon = fs::canonicalize(full).map_err(|e| io_error(&e))?;
+    if !canon.starts_with(root_canon) {
         log::warn!(
             "refusing {request_path:?}: {} is outside {}",
             canon.display(),
@@ -189,12 +220,16 @@ pub fn resolve(root: &Path, request_path: &str) -> Result<Resolved, FileError> {
         );
         return Err(FileError::Forbidden);
     }
-    Ok(Resolved {
-        content_type: content_type(&full),
+    Ok(canon)
+}
+
+fn resolved(full: &Path, canon: PathBuf, meta: &fs::Metadata) -> Resolved {
+    Resolved {
+        content_type: content_type(full),
         path: canon,
         len: meta.len(),
         modified: meta.modified().ok(),
-    })
+    }
 }
 
 fn unix_secs(t: Option<SystemTime>) -> u64 {
@@ -393,6 +428,50 @@ fn if_range_allows(req: &Request, tag: &str, mtime: Option<u64>) -> bool {
     }
 }
 
+/// The fields of a 200 (and, plus `Content-Range`, a 206) for `file`, in
+/// the order they are sent.
+fn full_headers(file: &Resolved, tag: &str, last_modified: Option<String>) -> Vec<(String, String)> {
+    let mut headers = Vec::with_capacity(5);
+    headers.push(("Content-Type".into(), file.content_type.clone()));
+    if let Some(lm) = last_modified {
+        headers.push(("Last-Modified".into(), lm));
+    }
+    headers.push(("ETag".into(), tag.to_owned()));
+    headers.push(("Accept-Ranges".into(), "bytes".into()));
+    headers
+}
+
+/// The field lines [`Plan::write_head`] writes between `Server` and
+/// `Connection` for the 200 that [`plan`] gives a request without
+/// preconditions or `Range` (see [`is_unconditional`]), `Content-Length`
+/// included. Precomputed per file, so a cached file's head costs copies
+/// only.
+pub(crate) fn ok_fields(file: &Resolved) -> Vec<u8> {
+    let tag = etag(file.len, file.modified);
+    let mut out = Vec::with_capacity(160);
+    for (name, value) in full_headers(file, &tag, file.modified.map(http_date_string)) {
+        write_header(&mut out, &name, &value);
+    }
+    // write_head_end with a length writes exactly this line for a 200.
+    write_head_end(&mut out, 200, Some(file.len), true);
+    out.truncate(out.len() - 2);
+    out
+}
+
+/// Whether `req` has none of the fields that can make [`plan`] answer
+/// anything but a plain 200 (`If-Range` only matters with `Range`).
+pub(crate) fn is_unconditional(req: &Request) -> bool {
+    const FIELDS: [&str; 5] = [
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "range",
+    ];
+    !req.headers()
+        .any(|(name, _)| FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)))
+}
+
 /// Decides how to answer a `GET` or `HEAD` for `file`; see the module
 /// docs for the rules. For other methods, a matching `If-None-Match`
 /// yields 412 instead of 304 and `Range` is ignored, as RFC 9110 says, but
@@ -449,10 +528,7 @@ pub fn plan(req: &Request, file: &Resolved) -> Plan {
         return bare(304, headers);
     }
 
-    let mut headers = Vec::with_capacity(5);
-    headers.push(("Content-Type".into(), file.content_type.clone()));
-    validators(&mut headers);
-    headers.push(("Accept-Ranges".into(), "bytes".into()));
+    let mut headers = full_headers(file, &tag, last_modified);
 
     // 5: ranges apply only to GET (RFC 9110 §14.2).
     let range = match req.header("range") {

@@ -18,6 +18,7 @@
 
 pub mod chunked;
 pub mod date;
+pub(crate) mod file_cache;
 pub mod files;
 pub mod request;
 pub mod response;
