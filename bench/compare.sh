@@ -85,8 +85,9 @@ cargo build --release "${EX[@]}"
 
 SERVERS=(--server "wsreactor=$ROOT/target/release/examples/echo-server --port {PORT} --interface 127.0.0.1")
 if [ "$HAVE_TS" = 1 ]; then
-  # not in --peers: run.sh only uses it for the static-file scenario ({WWW} in the command)
-  SERVERS+=(--server "wsreactor-http=$ROOT/target/release/examples/test-server --port {PORT} --interface 127.0.0.1 --resource-path {WWW}")
+  # not in --peers: run.sh only uses it for the static-file scenario ({WWW} in the command).
+  # -d 3 (warnings only): no log line per request, as nginx runs with access_log off.
+  SERVERS+=(--server "wsreactor-http=$ROOT/target/release/examples/test-server --port {PORT} --interface 127.0.0.1 --resource-path {WWW} -d 3")
 fi
 if [ -z "$SCEN" ]; then
   SCEN="l a b c d e"
