@@ -180,20 +180,29 @@ impl FrameDecoder {
         buf: &'a mut [u8],
         whole_control: bool,
     ) -> Result<(usize, Option<FrameEvent<'a>>), ProtocolError> {
-        let (n, raw) = self.step(buf, whole_control)?;
+        let (n, raw) = self.step(buf, whole_control, false)?;
         Ok((
             n,
             raw.map(|r| match r {
                 Raw::Start(h) => FrameEvent::Start(h),
                 Raw::Payload => FrameEvent::Payload(&mut buf[..n]),
                 Raw::End => FrameEvent::End,
+                Raw::Whole(..) => unreachable!("only with allow_whole"),
             }),
         ))
     }
 
-    /// `decode` without the borrow: a payload chunk is `buf[..consumed]`, unmasked.
+    /// `decode` without the borrow: a payload chunk is `buf[..consumed]`, unmasked. With
+    /// `allow_whole`, a frame whose header and whole payload are in `buf` (and that
+    /// `max_chunk` does not split) comes out as one [`Raw::Whole`] instead of Start,
+    /// Payload, End: one step per small message instead of three.
     #[inline]
-    fn step(&mut self, buf: &mut [u8], whole_control: bool) -> Result<(usize, Option<Raw>), ProtocolError> {
+    fn step(
+        &mut self,
+        buf: &mut [u8],
+        whole_control: bool,
+        allow_whole: bool,
+    ) -> Result<(usize, Option<Raw>), ProtocolError> {
         if self.end_pending {
             self.end_pending = false;
             self.in_frame = false;
@@ -240,6 +249,18 @@ impl FrameDecoder {
             } else if h.payload_len > self.max_frame_size {
                 return Err(ProtocolError::new(code::MESSAGE_TOO_BIG, "frame too big"));
             }
+            let avail = (buf.len() - hlen) as u64;
+            if allow_whole
+                && h.payload_len <= avail
+                && (self.max_chunk == 0 || h.opcode.is_control() || h.payload_len <= self.max_chunk as u64)
+            {
+                // The state stays "between frames", as after the frame's End.
+                let len = h.payload_len as usize;
+                if let Some(k) = h.mask {
+                    apply_mask(&mut buf[hlen..hlen + len], k, 0);
+                }
+                return Ok((hlen + len, Some(Raw::Whole(h, hlen))));
+            }
             self.in_frame = true;
             self.remaining = h.payload_len;
             self.phase = 0;
@@ -273,6 +294,8 @@ enum Raw {
     Start(FrameHeader),
     Payload,
     End,
+    /// A whole frame: header of this many bytes, then the unmasked payload.
+    Whole(FrameHeader, usize),
 }
 
 /// A message-level event from [`Receiver::decode`].
@@ -382,9 +405,19 @@ impl Receiver {
             }
             // `step` borrows `buf` only for the call, so the loop can go on; the event's
             // slice is cut from `buf` once, on the way out.
-            let (n, raw) = self.frames.step(&mut buf[pos..], true)?;
+            let (n, raw) = self.frames.step(&mut buf[pos..], true, true)?;
             match raw {
                 None => return Ok((pos, None)),
+                Some(Raw::Whole(h, hlen)) => {
+                    let payload = pos + hlen..pos + n;
+                    pos += n;
+                    if let Some(ev) = self.start(h)? {
+                        // Zero-length frame: its event comes from Start.
+                        return Ok((pos, Some(ev)));
+                    }
+                    let ev = self.payload(&buf[payload])?;
+                    return Ok((pos, Some(ev)));
+                }
                 Some(Raw::Start(h)) => {
                     pos += n;
                     if let Some(ev) = self.start(h)? {

@@ -23,31 +23,41 @@
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    // Rotate the key so that position 0 of `buf` lines up with key byte `offset % 4`.
-    let k = rotate(key, offset);
-    let mut wide = [0u8; 32];
-    for (i, b) in wide.iter_mut().enumerate() {
-        *b = k[i & 3];
-    }
-    let mut blocks = buf.chunks_exact_mut(32);
-    for block in &mut blocks {
-        // Fixed-size loop over a fixed-size block: LLVM emits two 16-byte (or one 32-byte) XORs.
-        for (b, m) in block.iter_mut().zip(wide.iter()) {
-            *b ^= m;
+    // The key as a little-endian word, rotated so that byte 0 of `buf` lines up with key
+    // byte `offset % 4`; doubled to 8 bytes for word-wise XOR.
+    let k4 = u32::from_le_bytes(key).rotate_right(8 * (offset & 3) as u32);
+    let k8 = u64::from(k4) | u64::from(k4) << 32;
+    let mut rest = buf;
+    if rest.len() >= 32 {
+        let k = k8.to_le_bytes();
+        let wide: [u8; 32] = std::array::from_fn(|i| k[i & 7]);
+        let mut blocks = rest.chunks_exact_mut(32);
+        for block in &mut blocks {
+            // Fixed-size loop over a fixed-size block: LLVM emits two 16-byte (or one
+            // 32-byte) XORs.
+            for (b, m) in block.iter_mut().zip(wide.iter()) {
+                *b ^= m;
+            }
         }
+        rest = blocks.into_remainder();
     }
-    // Whole blocks are multiples of 4, so the tail starts at key phase 0 again. Small
-    // frames (the common chat-sized message) are all tail: XOR it a word at a time, since
-    // a byte loop costs about four instructions per byte.
-    let k8 = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
-    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    // Small frames (the common chat-sized message) are all tail: a word at a time, since a
+    // byte loop costs about four instructions per byte. Whole blocks and words are
+    // multiples of 4, so the tail starts at key phase 0 again.
+    let mut words = rest.chunks_exact_mut(8);
     for w in &mut words {
-        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ k8;
-        w.copy_from_slice(&v.to_ne_bytes());
+        xor_word(w, k8);
     }
+    let k = k4.to_le_bytes();
     for (i, b) in words.into_remainder().iter_mut().enumerate() {
         *b ^= k[i & 3];
     }
+}
+
+#[inline(always)]
+fn xor_word(w: &mut [u8], k8: u64) {
+    let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ k8;
+    w.copy_from_slice(&v.to_le_bytes());
 }
 
 /// Copies `src` into `dst` while masking it, for encoders that build frames in one pass.
@@ -58,12 +68,6 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
     debug_assert_eq!(dst.len(), src.len());
     dst.copy_from_slice(src);
     apply_mask(dst, key, 0);
-}
-
-#[inline]
-fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let s = offset & 3;
-    [key[s], key[(s + 1) & 3], key[(s + 2) & 3], key[(s + 3) & 3]]
 }
 
 #[cfg(test)]
