@@ -324,33 +324,19 @@ fn load_body(path: &Path, id: &Identity, settle: Duration) -> Option<Box<[u8]>> 
 mod tests {
     use super::*;
     use crate::http::request::{parse_head, Limits as ReqLimits};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::http::TempDir;
     use std::time::UNIX_EPOCH;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "wsr-file-cache-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("root/sub")).unwrap();
-            fs::create_dir_all(dir.join("outside")).unwrap();
-            TempDir(dir)
-        }
-
-        fn root(&self) -> PathBuf {
-            self.0.join("root")
-        }
+    fn dirs() -> TempDir {
+        let t = TempDir::new("wsr-file-cache");
+        fs::create_dir_all(t.0.join("root/sub")).unwrap();
+        fs::create_dir_all(t.0.join("outside")).unwrap();
+        t
     }
 
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+    impl TempDir {
+        fn root(&self) -> PathBuf {
+            self.0.join("root")
         }
     }
 
@@ -378,7 +364,7 @@ mod tests {
 
     #[test]
     fn hit_is_the_same_entry_with_content() {
-        let t = TempDir::new();
+        let t = dirs();
         fs::write(t.root().join("a.txt"), b"hello").unwrap();
         let mut c = cache(&t);
         let a = c.lookup("/a.txt?x=1").unwrap();
@@ -391,7 +377,7 @@ mod tests {
 
     #[test]
     fn changes_are_seen() {
-        let t = TempDir::new();
+        let t = dirs();
         let p = t.root().join("a.txt");
         fs::write(&p, b"one").unwrap();
         set_mtime(&p, 1_000_000);
@@ -424,7 +410,7 @@ mod tests {
 
     #[test]
     fn unsettled_files_are_not_held() {
-        let t = TempDir::new();
+        let t = dirs();
         fs::write(t.root().join("a.txt"), b"fresh").unwrap();
         let mut c = FileCache::new(
             t.root(),
@@ -447,7 +433,7 @@ mod tests {
     #[test]
     fn symlinks_checked_at_fill_and_retargeting_seen() {
         use std::os::unix::fs::symlink;
-        let t = TempDir::new();
+        let t = dirs();
         fs::write(t.root().join("a.txt"), b"inside").unwrap();
         fs::write(t.0.join("outside/secret.txt"), b"secret").unwrap();
         let link = t.root().join("link.txt");
@@ -476,7 +462,7 @@ mod tests {
 
     #[test]
     fn bounds_and_eviction() {
-        let t = TempDir::new();
+        let t = dirs();
         for i in 0..10 {
             fs::write(t.root().join(format!("{i}.txt")), vec![b'x'; 100]).unwrap();
         }
@@ -517,7 +503,7 @@ mod tests {
 
     #[test]
     fn ok_head_is_byte_identical_to_plan() {
-        let t = TempDir::new();
+        let t = dirs();
         fs::write(t.root().join("a.txt"), b"hello").unwrap();
         set_mtime(&t.root().join("a.txt"), 1_577_836_800);
         fs::write(t.root().join("index.html"), b"<p>i</p>").unwrap();

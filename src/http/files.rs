@@ -570,31 +570,8 @@ pub fn plan(req: &Request, file: &Resolved) -> Plan {
 mod tests {
     use super::*;
     use crate::http::request::{parse_head, Limits};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::http::TempDir;
     use std::time::Duration;
-
-    /// A scratch directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "wsr-http-files-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     const MTIME: u64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
     const CONTENT: &[u8] = b"0123456789abcdefghij"; // 20 bytes
@@ -603,7 +580,7 @@ mod tests {
     ///       sub/index.html, empty/, zero.txt, fifo?},
     /// outside/secret.txt, plus symlinks in root.
     fn fixture() -> (TempDir, PathBuf) {
-        let tmp = TempDir::new();
+        let tmp = TempDir::new("wsr-http-files");
         let root = tmp.0.join("root");
         let outside = tmp.0.join("outside");
         fs::create_dir_all(root.join("sub")).unwrap();

@@ -28,3 +28,31 @@ pub use date::{http_date, parse_http_date, DateCache};
 pub use files::{etag, plan, resolve, FileError, Plan, Resolved};
 pub use request::{parse_head, HeadScanner, HttpError, Limits, Method, Request, Scan};
 pub use response::{reason_phrase, status_page, write_head};
+
+/// A scratch directory for the file-serving unit tests, removed on drop.
+#[cfg(test)]
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    /// A new empty directory, unique per process and call.
+    pub(crate) fn new(prefix: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
