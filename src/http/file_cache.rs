@@ -232,16 +232,9 @@ impl FileCache {
     fn root_canon(&mut self) -> Result<&Path, FileError> {
         if self.root_canon.is_none() {
             // Logged once: a missing root would otherwise log per request.
-            match fs::canonicalize(&self.root) {
-                Ok(p) => self.root_canon = Some(p),
-                Err(e) => {
-                    if !self.root_error_logged {
-                        self.root_error_logged = true;
-                        log::error!("document root {}: {e}", self.root.display());
-                    }
-                    return Err(FileError::NotFound);
-                }
-            }
+            let canon = files::canonical_root(&self.root, !self.root_error_logged);
+            self.root_error_logged |= canon.is_err();
+            self.root_canon = Some(canon?);
         }
         Ok(self.root_canon.as_deref().expect("just set"))
     }

@@ -153,7 +153,7 @@ fn content_type(path: &Path) -> String {
 /// users can write symlinks into is not supported.
 pub fn resolve(root: &Path, request_path: &str) -> Result<Resolved, FileError> {
     let (full, meta) = locate(root, request_path)?;
-    let root_canon = canonical_root(root)?;
+    let root_canon = canonical_root(root, true)?;
     let canon = contain(&root_canon, &full, request_path)?;
     Ok(resolved(&full, canon, &meta))
 }
@@ -171,11 +171,14 @@ pub(crate) fn resolve_in(
     Ok((resolved(&full, canon, &meta), full, meta))
 }
 
-/// The canonical form of a document root; a failure is the server's
-/// misconfiguration rather than the client's fault, hence the log.
-pub(crate) fn canonical_root(root: &Path) -> Result<PathBuf, FileError> {
+/// The canonical form of a document root. A failure is the server's
+/// misconfiguration rather than the client's fault, hence the log (which a
+/// caller that retries per request may ask for only once).
+pub(crate) fn canonical_root(root: &Path, log_error: bool) -> Result<PathBuf, FileError> {
     fs::canonicalize(root).map_err(|e| {
-        log::error!("document root {}: {e}", root.display());
+        if log_error {
+            log::error!("document root {}: {e}", root.display());
+        }
         FileError::NotFound
     })
 }
