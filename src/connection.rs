@@ -6,10 +6,11 @@
 //! empties, the stash exists only while a frame header is split across reads, and the HTTP
 //! request is dropped after `ESTABLISHED`).
 
-use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::{HeadScanner, Request};
+use crate::http::request::Request;
 use crate::proto::Receiver;
-use mio::net::TcpStream;
+use crate::roles::http::HttpState;
+use crate::shared::BufPool;
+use crate::transport::Transport;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -58,41 +59,14 @@ pub(crate) mod flag {
     pub(crate) const TIMER_ARMED: u16 = 1 << 13;
     /// The connection was upgraded to a WebSocket (CLOSED, not CLOSED_HTTP, ends it).
     pub(crate) const UPGRADED: u16 = 1 << 14;
-}
-
-/// A request body being received.
-#[derive(Debug, Default)]
-pub(crate) enum Body {
-    #[default]
-    None,
-    /// `Content-Length` bytes still to come.
-    Length(u64),
-    Chunked(ChunkedDecoder),
-}
-
-/// A file being streamed as a response body, a chunk per writable socket.
-#[derive(Debug)]
-pub(crate) struct FileStream {
-    pub(crate) file: std::fs::File,
-    pub(crate) remaining: u64,
-}
-
-/// HTTP-side state, boxed so that it costs one pointer once the connection is upgraded.
-#[derive(Debug, Default)]
-pub(crate) struct HttpState {
-    /// The request head, while it is incomplete.
-    pub(crate) head: Vec<u8>,
-    pub(crate) scanner: HeadScanner,
-    /// The current request, readable through the Wsi until after ESTABLISHED.
-    pub(crate) request: Option<Request>,
-    pub(crate) body: Body,
-    /// Body bytes received so far (checked against the body limit).
-    pub(crate) body_seen: u64,
-    pub(crate) file: Option<FileStream>,
+    /// Reading stopped because the out buffer is over `max_unsent`: the peer is not reading
+    /// what it asks for (echoes, pongs, responses), so it must not be read either. Lifted
+    /// when the out buffer drains.
+    pub(crate) const OUT_FULL: u16 = 1 << 15;
 }
 
 pub(crate) struct Conn {
-    pub(crate) sock: TcpStream,
+    pub(crate) transport: Transport,
     pub(crate) peer: SocketAddr,
     /// Out buffer: frames (or HTTP bytes) queued for the socket, sent from `out_pos`.
     pub(crate) out: Vec<u8>,
@@ -102,6 +76,10 @@ pub(crate) struct Conn {
     pub(crate) http: Option<Box<HttpState>>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) out_pos: u32,
+    /// Bytes read and discarded since our close frame was queued (bounded by
+    /// `max_close_drain`), so a peer that keeps sending cannot keep a closing connection
+    /// reading for the whole close timeout.
+    pub(crate) drained: u32,
     pub(crate) gen: u32,
     pub(crate) session: u32,
     pub(crate) proto: u16,
@@ -123,6 +101,16 @@ impl Conn {
     #[inline]
     pub(crate) fn clear(&mut self, f: u16) {
         self.flags &= !f;
+    }
+
+    /// The out buffer, taken from the pool if the connection holds none: every write path
+    /// appends through this.
+    #[inline]
+    pub(crate) fn out_buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
+        if self.out.capacity() == 0 {
+            self.out = pool.take();
+        }
+        &mut self.out
     }
 
     /// Bytes queued and not yet taken by the kernel.

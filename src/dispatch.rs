@@ -1,10 +1,14 @@
-//! Type-erased protocol storage and the calls into user handlers.
+//! Dispatch to protocols: type-erased protocol storage and every call into user handlers.
 //!
 //! Each protocol lives in a [`Slot`] next to a slab of its sessions, so a connection only
 //! stores a small session index, sessions of a zero-sized type cost no allocation, and the
 //! handler call is one virtual call with no downcast.
 
-use crate::protocol::{Close, Protocol, ProtocolEvent, Reason};
+use crate::connection::{flag, Conn, State};
+use crate::context::Context;
+use crate::protocol::Protocol;
+use crate::reason::{Close, ProtocolEvent, ProtocolId, Reason};
+use crate::shared::Shared;
 use crate::wsi::{ProtocolContext, Wsi};
 use slab::Slab;
 use std::any::Any;
@@ -68,4 +72,83 @@ pub(crate) struct Registered {
     pub(crate) rx_buffer_size: usize,
     pub(crate) id: u32,
     pub(crate) handler: Box<dyn ErasedProtocol>,
+}
+
+/// Delivers `CLOSED` (an upgraded connection: with the peer's close code and reason, if it
+/// sent a close frame) or `CLOSED_HTTP`, once per connection: every path that ends a
+/// connection (the peer's close frame, a protocol failure, the flush after the close
+/// handshake, removal) comes through here, and `CLOSED_NOTIFIED` keeps it to one call.
+pub(crate) fn deliver_closed(
+    handler: &mut dyn ErasedProtocol,
+    c: &mut Conn,
+    shared: &mut Shared,
+    key: usize,
+    code: Option<u16>,
+    reason: &[u8],
+) {
+    if c.has(flag::CLOSED_NOTIFIED) {
+        return;
+    }
+    c.set(flag::CLOSED_NOTIFIED);
+    let why = if c.has(flag::UPGRADED) {
+        Reason::Closed { code, reason }
+    } else {
+        Reason::ClosedHttp
+    };
+    let session = c.session;
+    let _ = handler.call(&mut Wsi::new(c, shared, key as u32), session, why);
+}
+
+impl Context {
+    /// Calls the connection's protocol with `reason`.
+    pub(crate) fn call(&mut self, k: usize, reason: Reason<'_>) -> Result<(), Close> {
+        let Some(c) = self.conns.get_mut(k) else {
+            return Ok(());
+        };
+        let handler = &mut self.protocols[c.proto as usize].handler;
+        let session = c.session;
+        handler.call(&mut Wsi::new(c, &mut self.shared, k as u32), session, reason)
+    }
+
+    /// Calls, and on error closes the connection (WebSocket: close frame with the error's
+    /// code; HTTP: drop).
+    pub(crate) fn call_and_close(&mut self, k: usize, reason: Reason<'_>) {
+        if let Err(e) = self.call(k, reason) {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            log::debug!(
+                "{}: callback closed the connection: {} {}",
+                c.peer,
+                e.code,
+                e.reason
+            );
+            if c.state == State::WebSocket {
+                Wsi::new(c, &mut self.shared, k as u32).close(e.code, &e.reason);
+            } else {
+                self.remove(k);
+            }
+        }
+    }
+
+    /// `CLOSED` / `CLOSED_HTTP` without a close frame from the peer, if not delivered yet.
+    pub(crate) fn notify_closed(&mut self, k: usize) {
+        if let Some(c) = self.conns.get_mut(k) {
+            let handler = &mut *self.protocols[c.proto as usize].handler;
+            deliver_closed(handler, c, &mut self.shared, k, None, b"");
+        }
+    }
+
+    /// A context-wide event, to every protocol.
+    pub(crate) fn protocol_event_all(&mut self, event: ProtocolEvent) {
+        for (i, p) in self.protocols.iter_mut().enumerate() {
+            let mut pc = ProtocolContext {
+                shared: &mut self.shared,
+                protocol: ProtocolId(i as u16),
+            };
+            if let Err(e) = p.handler.call_protocol(&mut pc, event) {
+                log::warn!("protocol {}: {event:?} failed: {}", p.name, e.reason);
+            }
+        }
+    }
 }

@@ -21,19 +21,28 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod builder;
 mod connection;
 mod context;
 mod dispatch;
+mod driver;
 pub mod http;
 mod listener;
 pub mod proto;
 mod protocol;
+mod readiness;
+mod reason;
+mod roles;
+mod shared;
 mod timers;
+mod transport;
 mod wsi;
 
-pub use context::{CancelHandle, Context, ContextBuilder, ProtocolSpec};
-pub use protocol::{Close, Protocol, ProtocolEvent, ProtocolId, Reason};
-pub use wsi::{ConnId, ProtocolContext, WriteError, WriteProtocol, Wsi};
+pub use builder::{ContextBuilder, ProtocolSpec};
+pub use context::{CancelHandle, Context};
+pub use protocol::Protocol;
+pub use reason::{Close, ConnId, ProtocolEvent, ProtocolId, Reason};
+pub use wsi::{ProtocolContext, WriteError, WriteProtocol, Wsi};
 
 /// The library version (`lws_get_library_version`).
 pub fn version() -> &'static str {

@@ -1,10 +1,19 @@
 //! Listen sockets: address selection (IPv4/IPv6 literal or interface name) and socket
-//! options, through socket2.
+//! options, through socket2; and accepting connections from them.
 
+use crate::connection::{flag, Conn, State};
+use crate::context::Context;
+use crate::proto::{Receiver, Role};
+use crate::readiness::MAX_CONN_KEY;
+use crate::reason::{ProtocolEvent, ProtocolId, Reason};
+use crate::transport::Transport;
+use crate::wsi::ProtocolContext;
 use mio::net::TcpListener;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 /// Opens a non-blocking listener on `port` (0 = any free port).
 ///
@@ -52,6 +61,81 @@ fn open(addr: SocketAddr, device: Option<&str>, backlog: i32) -> io::Result<Sock
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
     Ok(sock)
+}
+
+impl Context {
+    /// Accepts every pending connection of listener `i`: `FILTER_NETWORK_CONNECTION`,
+    /// registration, `WSI_CREATE` and `SERVER_NEW_CLIENT_INSTANTIATED`, and the handshake
+    /// deadline.
+    pub(crate) fn accept(&mut self, i: usize) {
+        loop {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            let (sock, peer) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the listener stays readable; try again next cycle.
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            };
+            let filter = ProtocolEvent::FilterNetworkConnection {
+                peer,
+                fd: sock.as_raw_fd(),
+            };
+            let mut pc = ProtocolContext {
+                shared: &mut self.shared,
+                protocol: ProtocolId(0),
+            };
+            if self.protocols[0].handler.call_protocol(&mut pc, filter).is_err() {
+                log::debug!("{peer}: refused by FILTER_NETWORK_CONNECTION");
+                continue;
+            }
+            // Linux copies TCP_NODELAY from the listener to accepted sockets (set in
+            // `open`): one setsockopt per connection saved.
+            #[cfg(not(target_os = "linux"))]
+            let _ = sock.set_nodelay(true);
+            let mut transport = Transport::tcp(sock);
+            let entry = self.conns.vacant_entry();
+            let k = entry.key();
+            if k > MAX_CONN_KEY {
+                return;
+            }
+            if let Err(e) = self.readiness.add_conn(transport.source(), k) {
+                log::warn!("register: {e}");
+                continue;
+            }
+            let gen = self.next_gen;
+            self.next_gen = self.next_gen.wrapping_add(1);
+            let deadline = Instant::now() + self.cfg.handshake_timeout;
+            entry.insert(Conn {
+                transport,
+                peer,
+                out: Vec::new(),
+                stash: Vec::new(),
+                rx: Receiver::new(Role::Server, self.cfg.limits),
+                http: None,
+                deadline: Some(deadline),
+                out_pos: 0,
+                drained: 0,
+                gen,
+                session: self.protocols[0].handler.new_session(),
+                proto: 0,
+                flags: flag::MAY_READ | flag::TIMER_ARMED,
+                state: State::Http,
+            });
+            self.timers.push(deadline, k, gen);
+            log::debug!("{peer}: accepted as {k}.{gen}");
+            if self.call(k, Reason::WsiCreate).is_err()
+                || self.call(k, Reason::ServerNewClientInstantiated).is_err()
+            {
+                self.remove(k);
+            }
+        }
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -4,9 +4,11 @@
 //! heap entry only fires if the connection still exists (same generation) and still has
 //! that deadline. Rescheduling is a push; cancelling is clearing the field.
 
+use crate::connection::flag;
+use crate::context::Context;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(crate) struct Timers {
@@ -28,6 +30,47 @@ impl Timers {
         match self.heap.peek() {
             Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
+        }
+    }
+}
+
+impl Context {
+    /// Sets the connection's one deadline. The heap gets a new entry only when none is
+    /// pending or the new deadline is earlier; a pending entry that fires early is re-armed
+    /// for the current deadline. So a busy keep-alive connection, which moves its deadline
+    /// on every request, does not fill the heap with stale entries.
+    pub(crate) fn set_deadline(&mut self, k: usize, after: Duration) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let at = Instant::now() + after;
+        let earlier = c.deadline.is_none_or(|d| at < d);
+        c.deadline = Some(at);
+        if !c.has(flag::TIMER_ARMED) || earlier {
+            c.set(flag::TIMER_ARMED);
+            self.timers.push(at, k, c.gen);
+        }
+    }
+
+    /// Drops every connection whose deadline has passed.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some((_, k, gen)) = self.timers.pop_due(now) {
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            if c.gen != gen {
+                continue;
+            }
+            match c.deadline {
+                None => c.clear(flag::TIMER_ARMED),
+                Some(d) if d > now => self.timers.push(d, k, gen),
+                Some(_) => {
+                    c.deadline = None;
+                    c.clear(flag::TIMER_ARMED);
+                    log::debug!("{}: timed out in {:?}", c.peer, c.state);
+                    self.remove(k);
+                }
+            }
         }
     }
 }

@@ -5,34 +5,14 @@
 //! connection, so the reactor stays the only owner of sockets and state. To name a
 //! connection later, keep its [`ConnId`].
 
-use crate::connection::{flag, Conn, FileStream, State};
+use crate::connection::{flag, Conn, State};
 use crate::http::request::Method;
 use crate::http::response;
 use crate::proto::{encoder, OpCode};
-use crate::protocol::{ProtocolId, Reason};
+use crate::reason::{ConnId, ProtocolId, Reason};
+use crate::roles::http::FileStream;
+use crate::shared::{CtxRequest, Shared};
 use std::net::SocketAddr;
-
-/// A stable name for a connection: slab index plus generation, so a stale id never
-/// reaches a newer connection that reuses the slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    pub(crate) key: u32,
-    pub(crate) gen: u32,
-}
-
-impl ConnId {
-    /// The id as one number (generation in the high half, slot in the low half), e.g. for
-    /// JSON.
-    pub fn as_u64(self) -> u64 {
-        (self.gen as u64) << 32 | self.key as u64
-    }
-}
-
-impl std::fmt::Display for ConnId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.key, self.gen)
-    }
-}
 
 /// What a write sends (libwebsockets' `enum libwebsocket_write_protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,51 +58,6 @@ impl std::fmt::Display for WriteError {
 }
 
 impl std::error::Error for WriteError {}
-
-/// A request a callback makes of the whole context, carried out after it returns.
-#[derive(Debug, Clone, Copy)]
-/// Each applies to all connections of the protocol.
-pub(crate) enum CtxRequest {
-    Writable(ProtocolId),
-    RxFlowAllow(ProtocolId),
-    Callback(ProtocolId, Reason<'static>),
-}
-
-/// Context state that callbacks may touch: request queues and the buffer free list.
-pub(crate) struct Shared {
-    pub(crate) requests: Vec<CtxRequest>,
-    /// Connections with a new WRITEABLE request.
-    pub(crate) writable: Vec<(u32, u32)>,
-    /// Connections whose reading should resume (flow control lifted, read budget spent).
-    pub(crate) resume: Vec<(u32, u32)>,
-    pub(crate) free_bufs: Vec<Vec<u8>>,
-    pub(crate) protocol_names: Vec<Box<str>>,
-    pub(crate) max_unsent: usize,
-}
-
-impl Shared {
-    #[inline]
-    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
-        self.free_bufs.pop().unwrap_or_default()
-    }
-
-    #[inline]
-    pub(crate) fn give_buf(&mut self, mut b: Vec<u8>) {
-        // Keep a bounded stock of modest buffers; large ones go back to the allocator so a
-        // burst does not pin memory.
-        if self.free_bufs.len() < 256 && b.capacity() <= 256 << 10 && b.capacity() > 0 {
-            b.clear();
-            self.free_bufs.push(b);
-        }
-    }
-
-    pub(crate) fn protocol_id(&self, name: &str) -> Option<ProtocolId> {
-        self.protocol_names
-            .iter()
-            .position(|n| &**n == name)
-            .map(|i| ProtocolId(i as u16))
-    }
-}
 
 /// Context-wide requests, shared by [`Wsi`] and [`ProtocolContext`].
 macro_rules! context_requests {
@@ -260,10 +195,7 @@ impl<'a> Wsi<'a> {
         if unsent > 0 && unsent + len > self.shared.max_unsent {
             return Err(WriteError::BackPressure);
         }
-        if c.out.capacity() == 0 {
-            c.out = self.shared.take_buf();
-        }
-        f(&mut c.out);
+        f(c.out_buf(&mut self.shared.bufs));
         Ok(())
     }
 
@@ -290,10 +222,7 @@ impl<'a> Wsi<'a> {
         } else {
             crate::proto::close::code::INTERNAL_ERROR
         };
-        if c.out.capacity() == 0 {
-            c.out = self.shared.take_buf();
-        }
-        encoder::encode_close(&mut c.out, Some(code), reason, None);
+        encoder::encode_close(c.out_buf(&mut self.shared.bufs), Some(code), reason, None);
         c.set(flag::CLOSE_SENT);
     }
 
@@ -301,10 +230,7 @@ impl<'a> Wsi<'a> {
     /// take data (`libwebsocket_callback_on_writable`). If the socket is not known to be
     /// full, it comes in the same `service()` call.
     pub fn callback_on_writable(&mut self) {
-        if !self.conn.has(flag::WANT_WRITABLE) {
-            self.conn.set(flag::WANT_WRITABLE);
-            self.shared.writable.push((self.key, self.conn.gen));
-        }
+        self.shared.schedule_writable(self.key as usize, self.conn);
     }
 
     /// Pauses (`false`) or resumes (`true`) reading from this connection
@@ -315,10 +241,7 @@ impl<'a> Wsi<'a> {
         if enable {
             if self.conn.has(flag::RX_PAUSED) {
                 self.conn.clear(flag::RX_PAUSED);
-                if !self.conn.has(flag::IN_RESUME) {
-                    self.conn.set(flag::IN_RESUME);
-                    self.shared.resume.push((self.key, self.conn.gen));
-                }
+                self.shared.schedule_resume(self.key as usize, self.conn);
             }
         } else {
             self.conn.set(flag::RX_PAUSED);
@@ -363,8 +286,7 @@ impl<'a> Wsi<'a> {
 
     /// The socket's file descriptor (`libwebsocket_get_socket_fd`).
     pub fn socket_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.conn.sock.as_raw_fd()
+        self.conn.transport.fd()
     }
 
     /// The protocol this connection is bound to (`libwebsockets_get_protocol`).
@@ -418,10 +340,14 @@ impl<'a> Wsi<'a> {
         }
         let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
-        if c.out.capacity() == 0 {
-            c.out = self.shared.take_buf();
-        }
-        response::status_page(&mut c.out, status, html, &[], keep, head_only);
+        response::status_page(
+            c.out_buf(&mut self.shared.bufs),
+            status,
+            html,
+            &[],
+            keep,
+            head_only,
+        );
         c.complete_http();
         Ok(())
     }
@@ -447,10 +373,14 @@ impl<'a> Wsi<'a> {
         let mut headers = Vec::with_capacity(extra_headers.len() + 1);
         headers.push(("Content-Type", content_type));
         headers.extend_from_slice(extra_headers);
-        if c.out.capacity() == 0 {
-            c.out = self.shared.take_buf();
-        }
-        response::write_head(&mut c.out, 200, &headers, Some(len), keep, true);
+        response::write_head(
+            c.out_buf(&mut self.shared.bufs),
+            200,
+            &headers,
+            Some(len),
+            keep,
+            true,
+        );
         if !head_only && len > 0 {
             c.http.get_or_insert_with(Box::default).file = Some(FileStream { file, remaining: len });
         }

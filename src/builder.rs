@@ -1,0 +1,304 @@
+//! Building a context: the protocols and every setting, with their defaults
+//! (libwebsockets' `struct lws_context_creation_info` and protocols array).
+
+use crate::context::Context;
+use crate::dispatch::{Registered, Slot};
+use crate::http::file_cache::{self, FileCache};
+use crate::http::request as req;
+use crate::listener;
+use crate::proto;
+use crate::protocol::Protocol;
+use crate::readiness::Readiness;
+use crate::reason::ProtocolEvent;
+use crate::shared::{BufPool, Shared};
+use std::io;
+use std::time::Duration;
+
+/// Settings of one protocol beyond its handler (the other fields of libwebsockets'
+/// `struct libwebsocket_protocols`).
+///
+/// ```
+/// # use wsreactor::{Context, ProtocolSpec, Protocol, Reason, Wsi, Close};
+/// # #[derive(Default)] struct Chat;
+/// # impl Protocol for Chat { type Session = ();
+/// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+/// let ctx = Context::builder()
+///     .no_listen()
+///     .protocol_spec(ProtocolSpec::new("chat", Chat).rx_buffer_size(4096).id(7))
+///     .build()
+///     .unwrap();
+/// ```
+pub struct ProtocolSpec<P> {
+    name: String,
+    handler: P,
+    rx_buffer_size: usize,
+    id: u32,
+}
+
+impl<P: Protocol> ProtocolSpec<P> {
+    /// A protocol answering to `name` with `handler`.
+    pub fn new(name: impl Into<String>, handler: P) -> Self {
+        ProtocolSpec {
+            name: name.into(),
+            handler,
+            rx_buffer_size: 0,
+            id: 0,
+        }
+    }
+
+    /// Largest piece of payload delivered in one `RECEIVE` (0: as much as was read).
+    pub fn rx_buffer_size(mut self, n: usize) -> Self {
+        self.rx_buffer_size = n;
+        self
+    }
+
+    /// A number of the user's, readable with [`Context::protocol_user_id`] (libwebsockets'
+    /// protocol `id` field, for versioning).
+    pub fn id(mut self, id: u32) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+/// Configuration of a [`Context`]; see [`Context::builder`].
+pub struct ContextBuilder {
+    port: Option<u16>,
+    interface: Option<String>,
+    protocols: Vec<Registered>,
+    cfg: Config,
+    max_unsent: usize,
+    rx_buffer_size: usize,
+    backlog: i32,
+    resource_path: Option<std::path::PathBuf>,
+    file_cache_entries: usize,
+    file_cache_bytes: usize,
+}
+
+/// The settings the reactor reads while running (the rest are used up by `build`).
+pub(crate) struct Config {
+    pub(crate) limits: proto::Limits,
+    pub(crate) http_limits: req::Limits,
+    pub(crate) read_budget: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) any_protocol: bool,
+    pub(crate) max_body: u64,
+    pub(crate) max_close_drain: u64,
+}
+
+impl ContextBuilder {
+    pub(crate) fn new() -> Self {
+        ContextBuilder {
+            port: Some(7681),
+            interface: None,
+            protocols: Vec::new(),
+            cfg: Config {
+                limits: proto::Limits::default(),
+                http_limits: req::Limits::default(),
+                read_budget: 1 << 20,
+                handshake_timeout: Duration::from_secs(10),
+                close_timeout: Duration::from_secs(5),
+                any_protocol: false,
+                max_body: 1 << 20,
+                max_close_drain: 1 << 20,
+            },
+            max_unsent: 4 << 20,
+            rx_buffer_size: 256 << 10,
+            backlog: 1024,
+            resource_path: None,
+            file_cache_entries: 1024,
+            file_cache_bytes: 16 << 20,
+        }
+    }
+
+    /// TCP port to listen on; 0 picks a free one (see [`Context::local_addr`]). Default 7681.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Do not listen at all, for client-only use (libwebsockets' `CONTEXT_PORT_NO_LISTEN`).
+    pub fn no_listen(mut self) -> Self {
+        self.port = None;
+        self
+    }
+
+    /// Listen only on this IPv4 or IPv6 address, or interface name. Default: all.
+    pub fn interface(mut self, iface: &str) -> Self {
+        self.interface = Some(iface.to_owned());
+        self
+    }
+
+    /// Registers a protocol under `name`. The first registered protocol is the default one
+    /// (no sub-protocol offered) and also receives the HTTP reasons.
+    pub fn protocol<P: Protocol>(self, name: &str, handler: P) -> Self {
+        self.protocol_spec(ProtocolSpec::new(name, handler))
+    }
+
+    /// Registers a protocol with its settings.
+    pub fn protocol_spec<P: Protocol>(mut self, spec: ProtocolSpec<P>) -> Self {
+        self.protocols.push(Registered {
+            name: spec.name,
+            rx_buffer_size: spec.rx_buffer_size,
+            id: spec.id,
+            handler: Box::new(Slot::new(spec.handler)),
+        });
+        self
+    }
+
+    /// Largest message accepted, in bytes; larger ones fail with 1009. Default 64 MiB.
+    pub fn max_message_size(mut self, n: u64) -> Self {
+        self.cfg.limits.max_message_size = n;
+        self
+    }
+
+    /// Largest frame accepted, in bytes; larger ones fail with 1009. Default 16 MiB.
+    pub fn max_frame_size(mut self, n: u64) -> Self {
+        self.cfg.limits.max_frame_size = n;
+        self
+    }
+
+    /// Largest HTTP request head (request line and headers), in bytes; larger ones get
+    /// 431. Default 8 KiB.
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.cfg.http_limits.max_head_bytes = n;
+        self
+    }
+
+    /// Bound on the bytes queued and unsent per connection; a write beyond it returns
+    /// [`WriteError::BackPressure`](crate::WriteError). Default 4 MiB.
+    pub fn max_unsent(mut self, n: usize) -> Self {
+        self.max_unsent = n.max(1);
+        self
+    }
+
+    /// Size of the context-wide receive buffer (one per context, not per connection).
+    /// Default 256 KiB: a 64 KiB message and its header then usually arrive in one read,
+    /// and are echoed as one frame rather than split at a read boundary (scenario c of
+    /// BENCHMARKS.md: about 5 % less server CPU per MB than with 64 KiB).
+    pub fn rx_buffer_size(mut self, n: usize) -> Self {
+        self.rx_buffer_size = n.max(256);
+        self
+    }
+
+    /// How long a new connection may take to send its request head. Default 10 s.
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.cfg.handshake_timeout = t;
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours, and for its EOF
+    /// after our last byte. Default 5 s.
+    pub fn close_timeout(mut self, t: Duration) -> Self {
+        self.cfg.close_timeout = t;
+        self
+    }
+
+    /// Most bytes read (and discarded) from a peer after our close frame is queued, while
+    /// waiting for its close frame and then its EOF; past it the connection is dropped. A
+    /// peer that keeps sending instead of closing cannot keep a closing connection reading
+    /// for the whole close timeout. Default 1 MiB.
+    pub fn max_close_drain(mut self, n: u64) -> Self {
+        self.cfg.max_close_drain = n;
+        self
+    }
+
+    /// Accept upgrades that offer only unknown sub-protocols, binding them to the first
+    /// protocol and selecting the client's first offer (default: refuse with 400). Meant
+    /// for echo and test servers that speak any sub-protocol.
+    pub fn accept_any_protocol(mut self, yes: bool) -> Self {
+        self.cfg.any_protocol = yes;
+        self
+    }
+
+    /// Serves the files under `dir` over HTTP for requests the first protocol's `HTTP`
+    /// callback leaves unanswered (`/` is `index.html`). Default: no file serving (404).
+    ///
+    /// The directory is canonicalised once, at the first request that finds it, and the
+    /// symlink check (the file must stay inside it) is made when a file enters the file
+    /// cache; see [`file_cache_entries`](Self::file_cache_entries).
+    pub fn resource_path(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.resource_path = Some(dir.into());
+        self
+    }
+
+    /// Largest HTTP request body accepted (413 beyond). Default 1 MiB.
+    pub fn max_body_size(mut self, n: u64) -> Self {
+        self.cfg.max_body = n;
+        self
+    }
+
+    /// How many files of the [`resource_path`](Self::resource_path) the file server keeps
+    /// resolved (path checks done, headers formatted, content too for small files), like
+    /// nginx's `open_file_cache` but checked with one `stat` per request, so a changed,
+    /// replaced or deleted file is never served stale. 0 resolves every request afresh.
+    /// Default 1024.
+    pub fn file_cache_entries(mut self, n: usize) -> Self {
+        self.file_cache_entries = n;
+        self
+    }
+
+    /// Total bytes of file content the file server holds in memory; only files of at most
+    /// 64 KiB (and at most this) are held, larger ones are read from disk per request.
+    /// Default 16 MiB.
+    pub fn file_cache_bytes(mut self, n: usize) -> Self {
+        self.file_cache_bytes = n;
+        self
+    }
+
+    /// Creates the context: opens the listener and sends `PROTOCOL_INIT` to each
+    /// protocol.
+    pub fn build(self) -> io::Result<Context> {
+        if self.protocols.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no protocol registered",
+            ));
+        }
+        if self.protocols.len() > u16::MAX as usize {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many protocols"));
+        }
+        let readiness = Readiness::new()?;
+        let mut listeners = Vec::new();
+        if let Some(port) = self.port {
+            let mut l = listener::bind(self.interface.as_deref(), port, self.backlog)?;
+            readiness.add_listener(&mut l, listeners.len())?;
+            log::info!("listening on {}", l.local_addr()?);
+            listeners.push(l);
+        }
+        let shared = Shared {
+            requests: Vec::new(),
+            writable: Vec::new(),
+            resume: Vec::new(),
+            bufs: BufPool::default(),
+            protocol_names: self
+                .protocols
+                .iter()
+                .map(|p| p.name.clone().into_boxed_str())
+                .collect(),
+            max_unsent: self.max_unsent,
+        };
+        let file_cache = self.resource_path.map(|root| {
+            FileCache::new(
+                root,
+                file_cache::Limits {
+                    max_entries: self.file_cache_entries,
+                    max_bytes: self.file_cache_bytes,
+                    max_file: file_cache::MAX_CACHED_FILE,
+                    settle: file_cache::SETTLE,
+                },
+            )
+        });
+        let mut ctx = Context::new(
+            readiness,
+            listeners,
+            self.protocols,
+            shared,
+            vec![0; self.rx_buffer_size],
+            self.cfg,
+            file_cache,
+        );
+        ctx.protocol_event_all(ProtocolEvent::Init);
+        Ok(ctx)
+    }
+}

@@ -1,0 +1,323 @@
+//! One connection's data path, as one straight line:
+//!
+//! readiness event → [`read_conn`](Context::read_conn): the transport reads into the
+//! context-wide buffer → [`input`](Context::input) hands the bytes to the connection's role
+//! (HTTP server or WebSocket, in [`roles`](crate::roles)) → the role's events become
+//! callbacks → what callbacks write lands in the connection's out buffer →
+//! [`flush`](Context::flush) hands it to the transport in one write when the read batch is
+//! done.
+//!
+//! Also here: WRITEABLE delivery, the peer's EOF, and [`remove`](Context::remove), the one
+//! way a connection ends.
+
+use crate::connection::{flag, State};
+use crate::context::Context;
+use crate::dispatch::deliver_closed;
+use crate::readiness::Ready;
+use crate::reason::Reason;
+use crate::roles::Stop;
+use crate::transport::Sent;
+
+/// Unsent bytes past which reading goes on only after a flush: a large transfer hands the
+/// kernel what is queued rather than letting a whole read budget pile up.
+const FLUSH_WHILE_READING: usize = 64 << 10;
+
+impl Context {
+    pub(crate) fn conn_event(&mut self, k: usize, ev: &Ready) {
+        if ev.readable {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            c.set(flag::MAY_READ);
+            if ev.read_closed {
+                // Keep reading to the EOF even after a short read.
+                self.shared.schedule_resume(k, c);
+            }
+            self.read_conn(k);
+        }
+        if ev.writable {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            if c.has(flag::WRITE_BLOCKED) {
+                c.clear(flag::WRITE_BLOCKED);
+                self.flush(k);
+            }
+            self.maybe_writeable(k);
+        }
+    }
+
+    /// Delivers a pending WRITEABLE request if the socket has room.
+    pub(crate) fn maybe_writeable(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if !c.has(flag::WANT_WRITABLE) || c.has(flag::WRITE_BLOCKED) {
+            return;
+        }
+        if c.unsent() > 0 {
+            self.flush(k);
+            match self.conns.get(k) {
+                Some(c) if c.unsent() == 0 => {}
+                _ => return,
+            }
+        }
+        let c = &mut self.conns[k];
+        c.clear(flag::WANT_WRITABLE);
+        let reason = match c.state {
+            State::WebSocket if !c.has(flag::CLOSE_SENT) => Reason::ServerWriteable,
+            State::Http => Reason::HttpWriteable,
+            _ => return,
+        };
+        self.call_and_close(k, reason);
+        self.flush(k);
+    }
+
+    /// Reads and processes input until the socket is drained, reading is paused, the out
+    /// buffer is over its bound, or the connection's read budget for this cycle is spent;
+    /// then flushes.
+    pub(crate) fn read_conn(&mut self, k: usize) {
+        let mut budget = self.cfg.read_budget;
+        let max_unsent = self.shared.max_unsent;
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            if c.state != State::Draining {
+                if c.has(flag::RX_PAUSED) {
+                    break;
+                }
+                // Replies (echoes, pongs, responses) the peer does not read: stop reading
+                // it until they drain, or a peer that only writes grows our memory.
+                if c.unsent() > max_unsent {
+                    c.set(flag::OUT_FULL);
+                    break;
+                }
+            }
+            let need_read = c.stash.is_empty() || c.has(flag::STASH_INCOMPLETE);
+            if need_read && !c.has(flag::MAY_READ) {
+                break;
+            }
+            let mut buf = std::mem::take(&mut self.rxbuf);
+            let s = c.stash.len();
+            if s > 0 {
+                buf[..s].copy_from_slice(&c.stash);
+                let old = std::mem::take(&mut c.stash);
+                self.shared.bufs.give(old);
+            }
+            let mut len = s;
+            let mut eof = false;
+            if need_read {
+                match c.transport.read(&mut buf[s..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        len += n;
+                        // A short read drained the socket (epoll will report new data with
+                        // a new edge): skip the read that would only say WouldBlock.
+                        if s + n < buf.len() && !c.has(flag::IN_RESUME) {
+                            c.clear(flag::MAY_READ);
+                        }
+                        if c.has(flag::CLOSE_SENT) || c.state == State::Draining {
+                            c.drained = c.drained.saturating_add(n as u32);
+                            if u64::from(c.drained) > self.cfg.max_close_drain {
+                                log::debug!(
+                                    "{}: still sending {} B after our close: dropped",
+                                    c.peer,
+                                    c.drained
+                                );
+                                self.rxbuf = buf;
+                                self.remove(k);
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => c.clear(flag::MAY_READ),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::debug!("{}: read: {e}", c.peer);
+                        self.rxbuf = buf;
+                        self.remove(k);
+                        return;
+                    }
+                }
+            }
+            let mut stop = Stop::Done;
+            if len > s || (s > 0 && !need_read) {
+                stop = self.input(k, &mut buf[..len]);
+            } else if s > 0 {
+                // Nothing new and the stash is incomplete: put it back.
+                let c = &mut self.conns[k];
+                let mut st = self.shared.bufs.take();
+                st.extend_from_slice(&buf[..s]);
+                c.stash = st;
+            }
+            self.rxbuf = buf;
+            if eof {
+                self.peer_eof(k);
+                return;
+            }
+            if self
+                .conns
+                .get(k)
+                .is_some_and(|c| c.unsent() >= FLUSH_WHILE_READING)
+            {
+                self.flush(k);
+            }
+            if stop == Stop::Paused {
+                // Input is held (flow control, or a pipelined request waiting for the
+                // current response): it is resumed explicitly.
+                break;
+            }
+            budget = budget.saturating_sub(len.max(1));
+            if budget == 0 {
+                if let Some(c) = self.conns.get_mut(k) {
+                    if c.has(flag::MAY_READ) {
+                        self.shared.schedule_resume(k, c);
+                    }
+                }
+                break;
+            }
+        }
+        if self.conns.contains(k) {
+            self.flush(k);
+        }
+    }
+
+    fn peer_eof(&mut self, k: usize) {
+        if let Some(c) = self.conns.get(k) {
+            log::debug!("{}: EOF", c.peer);
+            // A half-closed peer can still receive: send what is queued (a close reply, an
+            // error, a response) before closing.
+            self.flush(k);
+            self.remove(k);
+        }
+    }
+
+    /// Hands `buf` to the connection's role, again after each switch (an upgrade carries
+    /// on with the rest as WebSocket input); stashes what the role did not consume.
+    fn input(&mut self, k: usize, buf: &mut [u8]) -> Stop {
+        let mut pos = 0;
+        let stop = loop {
+            let Some(c) = self.conns.get(k) else {
+                return Stop::Done;
+            };
+            let (n, stop) = match c.state {
+                State::Http => self.http_input(k, &mut buf[pos..]),
+                State::WebSocket => self.ws_input(k, &mut buf[pos..]),
+                State::Draining => (buf.len() - pos, Stop::Done),
+            };
+            pos += n;
+            if stop != Stop::Switched {
+                break stop;
+            }
+        };
+        let Some(c) = self.conns.get_mut(k) else {
+            return Stop::Done;
+        };
+        match stop {
+            Stop::NeedMore | Stop::Paused if pos < buf.len() => {
+                let mut st = self.shared.bufs.take();
+                st.extend_from_slice(&buf[pos..]);
+                c.stash = st;
+                if stop == Stop::NeedMore {
+                    c.set(flag::STASH_INCOMPLETE);
+                } else {
+                    c.clear(flag::STASH_INCOMPLETE);
+                }
+            }
+            _ => c.clear(flag::STASH_INCOMPLETE),
+        }
+        stop
+    }
+
+    /// Writes the out buffer to the transport, as far as the kernel takes it, refilling it
+    /// from a file response as it drains; then does what the state asks for once output is
+    /// done (shutdown, close timeout, the next HTTP request, resuming a read stopped by
+    /// `OUT_FULL`).
+    pub(crate) fn flush(&mut self, k: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            let last = c.closes_when_flushed();
+            if c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
+                match c.transport.write_out(&c.out, &mut c.out_pos, last) {
+                    Ok(Sent::All) => {}
+                    Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
+                    Err(e) => {
+                        log::debug!("{}: write: {e}", c.peer);
+                        self.remove(k);
+                        return;
+                    }
+                }
+            }
+            if c.unsent() > 0 || c.has(flag::WRITE_BLOCKED) {
+                break;
+            }
+            // A file response streams one chunk per drained buffer, so a large file never
+            // sits in memory and a slow client only holds one chunk.
+            if !self.next_file_chunk(k) {
+                break;
+            }
+        }
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.unsent() == 0 && c.out.capacity() > 0 {
+            c.out_pos = 0;
+            let b = std::mem::take(&mut c.out);
+            self.shared.bufs.give(b);
+        } else if c.out_pos as usize > c.out.len() / 2 && c.out_pos > 0 {
+            // Keep the live part at the front so the buffer does not creep.
+            let pos = c.out_pos as usize;
+            c.out.drain(..pos);
+            c.out_pos = 0;
+        }
+        if c.has(flag::OUT_FULL) && c.unsent() <= self.shared.max_unsent / 2 {
+            c.clear(flag::OUT_FULL);
+            self.shared.schedule_resume(k, c);
+        }
+        let done = c.unsent() == 0;
+        if done && c.closes_when_flushed() {
+            self.notify_closed(k);
+            self.remove(k);
+            return;
+        }
+        if done && c.has(flag::SHUTDOWN_AFTER_FLUSH) && c.state != State::Draining {
+            c.clear(flag::SHUTDOWN_AFTER_FLUSH);
+            c.transport.shutdown_write();
+            c.state = State::Draining;
+            let upgraded = c.has(flag::UPGRADED);
+            self.set_deadline(k, self.cfg.close_timeout);
+            if upgraded {
+                self.notify_closed(k);
+            }
+            // The peer may already have closed: look for its EOF now.
+            if let Some(c) = self.conns.get_mut(k) {
+                self.shared.schedule_resume(k, c);
+            }
+        } else if c.state == State::WebSocket && c.has(flag::CLOSE_SENT) && c.deadline.is_none() {
+            self.set_deadline(k, self.cfg.close_timeout);
+        } else if done && c.state == State::Http {
+            self.http_flushed(k);
+        }
+    }
+
+    /// Closes and frees a connection, with its last callbacks.
+    pub(crate) fn remove(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        // Writes from these last callbacks have nowhere to go.
+        c.state = State::Draining;
+        let handler = &mut *self.protocols[c.proto as usize].handler;
+        deliver_closed(handler, c, &mut self.shared, k, None, b"");
+        let _ = self.call(k, Reason::WsiDestroy);
+        self.readiness.remove_conn(k);
+        let c = self.conns.remove(k);
+        self.protocols[c.proto as usize].handler.drop_session(c.session);
+        self.shared.bufs.give(c.out);
+        self.shared.bufs.give(c.stash);
+        log::debug!("{}: closed", c.peer);
+    }
+}

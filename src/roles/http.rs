@@ -1,0 +1,416 @@
+//! The HTTP/1.1 server role: reading request heads, the filter and `HTTP` callbacks,
+//! request bodies, the built-in file server for what the handler leaves unanswered,
+//! keep-alive, and the decision to hand an upgrade request to the
+//! [WebSocket role](super::websocket).
+//!
+//! Parsing and response heads are the sans-IO [`http`](crate::http) module's; this module
+//! drives them for one connection.
+
+use super::Stop;
+use crate::connection::flag;
+use crate::context::Context;
+use crate::http::chunked::{Chunk, ChunkedDecoder};
+use crate::http::request::{self as req, HeadScanner, Request, Scan};
+use crate::http::{files, response};
+use crate::reason::Reason;
+use std::io::Read;
+
+/// Bytes of a file read per chunk when streaming a response.
+const FILE_CHUNK: usize = 64 << 10;
+
+/// A request body being received.
+#[derive(Debug, Default)]
+pub(crate) enum Body {
+    #[default]
+    None,
+    /// `Content-Length` bytes still to come.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// A file being streamed as a response body, a chunk per writable socket.
+#[derive(Debug)]
+pub(crate) struct FileStream {
+    pub(crate) file: std::fs::File,
+    pub(crate) remaining: u64,
+}
+
+/// HTTP-side state, boxed so that it costs one pointer once the connection is upgraded.
+#[derive(Debug, Default)]
+pub(crate) struct HttpState {
+    /// The request head, while it is incomplete.
+    pub(crate) head: Vec<u8>,
+    pub(crate) scanner: HeadScanner,
+    /// The current request, readable through the Wsi until after ESTABLISHED.
+    pub(crate) request: Option<Request>,
+    pub(crate) body: Body,
+    /// Body bytes received so far (checked against the body limit).
+    pub(crate) body_seen: u64,
+    pub(crate) file: Option<FileStream>,
+}
+
+impl Context {
+    pub(crate) fn http_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let limits = self.cfg.http_limits;
+        let c = &mut self.conns[k];
+        if c.has(flag::SHUTDOWN_AFTER_FLUSH) {
+            return (buf.len(), Stop::Done);
+        }
+        if c.http.as_ref().is_some_and(|h| !matches!(h.body, Body::None)) {
+            return self.body_input(k, buf);
+        }
+        if c.has(flag::HTTP_RESPONDED) {
+            // A response is still going out: hold pipelined requests until it is done.
+            return (0, Stop::Paused);
+        }
+        let hs = c.http.get_or_insert_with(Box::default);
+        let (parsed, consumed) = if hs.head.is_empty() {
+            match hs.scanner.scan(buf, &limits) {
+                Scan::Complete(n) => (req::parse_head(&buf[..n], &limits), n),
+                Scan::Partial => {
+                    hs.head.extend_from_slice(buf);
+                    return (buf.len(), Stop::NeedMore);
+                }
+                Scan::TooLarge => {
+                    let e = hs.scanner.too_large_error();
+                    self.http_error(k, e.status, e.reason);
+                    return (buf.len(), Stop::Done);
+                }
+            }
+        } else {
+            let before = hs.head.len();
+            hs.head.extend_from_slice(buf);
+            match hs.scanner.scan(&hs.head, &limits) {
+                Scan::Complete(n) => {
+                    let r = req::parse_head(&hs.head[..n], &limits);
+                    hs.head = Vec::new();
+                    (r, n - before)
+                }
+                Scan::Partial => return (buf.len(), Stop::NeedMore),
+                Scan::TooLarge => {
+                    let e = hs.scanner.too_large_error();
+                    self.http_error(k, e.status, e.reason);
+                    return (buf.len(), Stop::Done);
+                }
+            }
+        };
+        hs.scanner.reset();
+        let request = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                self.http_error(k, e.status, e.reason);
+                return (buf.len(), Stop::Done);
+            }
+        };
+        // Anything that looks like an upgrade attempt goes to the upgrade path, so that an
+        // incomplete one is refused with the handshake's status instead of served as HTTP.
+        let upgrade =
+            request.has_token("upgrade", "websocket") || request.header_bytes("sec-websocket-key").is_some();
+        hs.request = Some(request);
+        // The head is in: the handshake timeout no longer applies (a long body or
+        // download must not be cut by it).
+        c.deadline = None;
+        if upgrade {
+            if self.upgrade(k) {
+                (consumed, Stop::Switched)
+            } else {
+                (buf.len(), Stop::Done)
+            }
+        } else {
+            self.http_request(k);
+            (consumed, Stop::Switched)
+        }
+    }
+
+    /// Feeds request body bytes to `HTTP_BODY`; at the end, `HTTP_BODY_COMPLETION` and the
+    /// default response if the handler gave none.
+    fn body_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let max_body = self.cfg.max_body;
+        let mut pos = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return (buf.len(), Stop::Done);
+            };
+            let hs = c.http.as_mut().expect("body implies http state");
+            let (n, data, done) = match &mut hs.body {
+                Body::None => return (pos, Stop::Switched),
+                Body::Length(left) => {
+                    let n = (buf.len() - pos).min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    (n, pos..pos + n, *left == 0)
+                }
+                Body::Chunked(dec) => match dec.decode(&buf[pos..]) {
+                    Ok((n, Chunk::Data(d))) => {
+                        let start = pos + n - d.len();
+                        (n, start..start + d.len(), false)
+                    }
+                    Ok((n, Chunk::NeedMore)) => {
+                        pos += n;
+                        return (pos, Stop::NeedMore);
+                    }
+                    Ok((n, Chunk::Done)) => (n, pos..pos, true),
+                    Err(e) => {
+                        self.http_error(k, e.status, e.reason);
+                        return (buf.len(), Stop::Done);
+                    }
+                },
+            };
+            pos += n;
+            hs.body_seen += data.len() as u64;
+            if hs.body_seen > max_body {
+                self.http_error(k, 413, "request body too large");
+                return (buf.len(), Stop::Done);
+            }
+            if !data.is_empty() && self.call(k, Reason::HttpBody { data: &buf[data] }).is_err() {
+                self.remove(k);
+                return (buf.len(), Stop::Done);
+            }
+            if done {
+                if let Some(hs) = self.conns.get_mut(k).and_then(|c| c.http.as_mut()) {
+                    hs.body = Body::None;
+                }
+                if self.call(k, Reason::HttpBodyCompletion).is_err() {
+                    self.remove(k);
+                    return (buf.len(), Stop::Done);
+                }
+                self.default_response(k);
+                // If the response went out before the body ended, the transaction ends now.
+                self.flush(k);
+                return (pos, Stop::Switched);
+            }
+            if pos == buf.len() {
+                return (pos, Stop::NeedMore);
+            }
+        }
+    }
+
+    /// A plain HTTP request on the first protocol: `FILTER_HTTP_CONNECTION`, `HTTP`, then
+    /// the body (if any), then the file server for what the handler left unanswered.
+    fn http_request(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        let request = c.request().expect("held");
+        let uri = request.uri().to_owned();
+        let keep_alive = request.keep_alive();
+        let body = if request.is_chunked() {
+            Body::Chunked(ChunkedDecoder::new())
+        } else {
+            match request.content_length() {
+                Some(n) if n > self.cfg.max_body => {
+                    self.http_error(k, 413, "request body too large");
+                    return;
+                }
+                Some(n) if n > 0 => Body::Length(n),
+                _ => Body::None,
+            }
+        };
+        if keep_alive {
+            c.set(flag::KEEP_ALIVE);
+        } else {
+            c.clear(flag::KEEP_ALIVE);
+        }
+        let body_expected = !matches!(body, Body::None);
+        if let Some(hs) = c.http.as_mut() {
+            // Known before the handler runs, so that an early response knows a body is
+            // still unread.
+            hs.body = body;
+            hs.body_seen = 0;
+        }
+        if self.call(k, Reason::FilterHttpConnection { uri: &uri }).is_err() {
+            self.respond_and_close(k, 403, None, &[]);
+            return;
+        }
+        if self.call(k, Reason::Http { uri: &uri }).is_err() {
+            self.remove(k);
+            return;
+        }
+        if !body_expected {
+            self.default_response(k);
+        }
+    }
+
+    /// The built-in answer to a request the handler left: files for GET and HEAD, 405
+    /// for other methods.
+    fn default_response(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.has(flag::HTTP_RESPONDED) || c.unsent() > 0 || c.has(flag::SHUTDOWN_AFTER_FLUSH) {
+            return;
+        }
+        let request = c.request().expect("held");
+        let head_only = request.method() == req::Method::Head;
+        if !matches!(request.method(), req::Method::Get | req::Method::Head) {
+            self.respond_and_close(k, 405, None, &[("Allow", "GET, HEAD")]);
+            return;
+        }
+        let Some(cache) = self.file_cache.as_mut() else {
+            self.respond(k, 404, None, &[]);
+            return;
+        };
+        let file = match cache.lookup(request.path()) {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
+                if e.status() == 400 {
+                    self.respond_and_close(k, 400, None, &[]);
+                } else {
+                    self.respond(k, e.status(), None, &[]);
+                }
+                return;
+            }
+        };
+        // The common request has no preconditions and no Range: its head is precomputed.
+        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved()));
+        let keep = c.has(flag::KEEP_ALIVE);
+        let out = c.out_buf(&mut self.shared.bufs);
+        let (range, body_len) = match &plan {
+            None => {
+                file.write_ok_head(out, keep);
+                (None, file.resolved().len)
+            }
+            Some(plan) => {
+                plan.write_head(out, keep);
+                (plan.range, plan.body_len)
+            }
+        };
+        if !head_only && body_len > 0 {
+            let start = range.map_or(0, |(a, _)| a);
+            if let Some(body) = file.body() {
+                // Head and body in one buffer: one send for a small file.
+                out.extend_from_slice(&body[start as usize..(start + body_len) as usize]);
+                self.complete_http(k);
+                let _ = self.call(k, Reason::HttpFileCompletion);
+                return;
+            }
+            match std::fs::File::open(&file.resolved().path) {
+                Ok(mut f) => {
+                    use std::io::Seek;
+                    if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
+                        self.remove(k);
+                        return;
+                    }
+                    c.http.as_mut().expect("held").file = Some(FileStream {
+                        file: f,
+                        remaining: body_len,
+                    });
+                }
+                Err(e) => {
+                    // Raced with a delete: the head is out already, so only closing is honest.
+                    log::warn!("{}: open {}: {e}", c.peer, file.resolved().path.display());
+                    self.remove(k);
+                    return;
+                }
+            }
+        }
+        self.complete_http(k);
+    }
+
+    fn complete_http(&mut self, k: usize) {
+        if let Some(c) = self.conns.get_mut(k) {
+            c.complete_http();
+        }
+    }
+
+    fn http_error(&mut self, k: usize, status: u16, reason: &str) {
+        if let Some(c) = self.conns.get(k) {
+            log::debug!("{}: HTTP {status}: {reason}", c.peer);
+        }
+        self.respond_and_close(k, status, None, &[]);
+    }
+
+    pub(crate) fn respond_and_close(
+        &mut self,
+        k: usize,
+        status: u16,
+        text: Option<&str>,
+        extra: &[(&str, &str)],
+    ) {
+        if let Some(c) = self.conns.get_mut(k) {
+            c.clear(flag::KEEP_ALIVE);
+            if let Some(hs) = c.http.as_mut() {
+                hs.body = Body::None;
+            }
+        }
+        self.respond(k, status, text, extra);
+    }
+
+    /// Queues a small HTML status page (`lws_return_http_status`); the connection stays
+    /// open only with keep-alive and no unread body.
+    fn respond(&mut self, k: usize, status: u16, text: Option<&str>, extra: &[(&str, &str)]) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let head_only = c.request().is_some_and(|r| r.method() == req::Method::Head);
+        let keep = c.has(flag::KEEP_ALIVE);
+        response::status_page(
+            c.out_buf(&mut self.shared.bufs),
+            status,
+            text,
+            extra,
+            keep,
+            head_only,
+        );
+        self.complete_http(k);
+    }
+
+    /// After a flush that emptied the out buffer: once the response is out and the request
+    /// body consumed, a kept-alive connection reads its next request, which may already be
+    /// stashed.
+    pub(crate) fn http_flushed(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        // An early response does not end the transaction before the request body is
+        // consumed: the body must never be read as the next request.
+        if c.has(flag::HTTP_RESPONDED)
+            && c.http
+                .as_ref()
+                .is_none_or(|h| h.file.is_none() && matches!(h.body, Body::None))
+        {
+            c.clear(flag::HTTP_RESPONDED);
+            c.http = None;
+            self.set_deadline(k, self.cfg.handshake_timeout);
+            if let Some(c) = self.conns.get_mut(k) {
+                self.shared.schedule_resume(k, c);
+            }
+        }
+    }
+
+    /// Refills the (drained) out buffer with the next chunk of a file response. False when
+    /// there is no file to stream, or the connection was dropped.
+    pub(crate) fn next_file_chunk(&mut self, k: usize) -> bool {
+        let Some(c) = self.conns.get_mut(k) else {
+            return false;
+        };
+        if c.http.as_ref().is_none_or(|h| h.file.is_none()) {
+            return false;
+        }
+        c.out_buf(&mut self.shared.bufs);
+        c.out_pos = 0;
+        let fs = c.http.as_mut().and_then(|h| h.file.as_mut()).expect("checked");
+        let want = fs.remaining.min(FILE_CHUNK as u64) as usize;
+        // The previous chunk's bytes are sent and get overwritten: only zero-fill when
+        // the buffer grows, not all 64 KiB for every chunk.
+        if c.out.len() < want {
+            c.out.resize(want, 0);
+        } else {
+            c.out.truncate(want);
+        }
+        match fs.file.read(&mut c.out[..want]) {
+            Ok(n) if n > 0 => {
+                c.out.truncate(n);
+                fs.remaining -= n as u64;
+                if fs.remaining == 0 {
+                    c.http.as_mut().expect("held").file = None;
+                    let _ = self.call(k, Reason::HttpFileCompletion);
+                }
+                self.conns.contains(k)
+            }
+            r => {
+                log::warn!("{}: file read failed or ended early: {r:?}", c.peer);
+                self.remove(k);
+                false
+            }
+        }
+    }
+}

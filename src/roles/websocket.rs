@@ -1,0 +1,195 @@
+//! The WebSocket role: the server side of the opening handshake (validation, sub-protocol
+//! choice, `FILTER_PROTOCOL_CONNECTION`, 101, `ESTABLISHED`), then an open connection:
+//! frames decoded by the sans-IO [`Receiver`](crate::proto::Receiver) become `RECEIVE` and
+//! `RECEIVE_PONG` callbacks, pings are answered, the close handshake is run, and protocol
+//! errors fail the connection with their close code.
+
+use super::Stop;
+use crate::connection::{flag, Conn, State};
+use crate::context::Context;
+use crate::dispatch::deliver_closed;
+use crate::proto::{encoder, handshake, Event, OpCode};
+use crate::reason::Reason;
+use crate::shared::Shared;
+use crate::wsi::Wsi;
+
+impl Context {
+    /// Answers an upgrade request: validation, sub-protocol choice, filter, 101,
+    /// ESTABLISHED. Returns false if the connection was refused.
+    pub(crate) fn upgrade(&mut self, k: usize) -> bool {
+        let c = &mut self.conns[k];
+        let request = c.request().expect("request is held during upgrade");
+        // Token headers may be split over several lines: look across all of them.
+        let lookup = |n: &str| match n {
+            "upgrade" if request.has_token(n, "websocket") => Some(&b"websocket"[..]),
+            "connection" if request.has_token(n, "upgrade") => Some(&b"upgrade"[..]),
+            _ => request.header_bytes(n),
+        };
+        if let Err(e) = handshake::validate_request(request.method_str(), request.version_minor(), lookup) {
+            log::debug!("{}: upgrade refused: {e}", c.peer);
+            let extra: &[(&str, &str)] = if e.status() == 426 {
+                &[("Sec-WebSocket-Version", "13")]
+            } else if e.status() == 405 {
+                &[("Allow", "GET")]
+            } else {
+                &[]
+            };
+            self.respond_and_close(k, e.status(), Some(e.reason()), extra);
+            return false;
+        }
+        // Sub-protocol: the first registered protocol the client offers; none offered:
+        // the first protocol; offered but unknown: refuse.
+        let mut chosen: Option<(usize, Option<String>)> = None;
+        let offers: Vec<&str> = request
+            .header_values("sec-websocket-protocol")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .collect();
+        let offer = offers.join(",");
+        match (!offers.is_empty()).then_some(offer.as_str()) {
+            None => chosen = Some((0, None)),
+            Some(offer) => {
+                for (i, p) in self.protocols.iter().enumerate() {
+                    if handshake::offered_protocols(offer).any(|o| o == p.name) {
+                        chosen = Some((i, Some(p.name.clone())));
+                        break;
+                    }
+                }
+                if chosen.is_none() && self.cfg.any_protocol {
+                    chosen = Some((0, handshake::offered_protocols(offer).next().map(str::to_owned)));
+                }
+            }
+        }
+        let Some((pid, selected)) = chosen else {
+            log::debug!("{}: no offered sub-protocol is known", c.peer);
+            self.respond_and_close(k, 400, Some("No known sub-protocol"), &[]);
+            return false;
+        };
+        if pid != c.proto as usize {
+            self.protocols[c.proto as usize].handler.drop_session(c.session);
+            c.proto = pid as u16;
+            c.session = self.protocols[pid].handler.new_session();
+        }
+        if self.call(k, Reason::FilterProtocolConnection).is_err() {
+            log::debug!("refused by FILTER_PROTOCOL_CONNECTION");
+            self.respond_and_close(k, 403, None, &[]);
+            return false;
+        }
+        let c = &mut self.conns[k];
+        c.out_buf(&mut self.shared.bufs);
+        let Conn { http, out, .. } = c;
+        let request = http.as_ref().and_then(|h| h.request.as_ref()).expect("held");
+        let key = request
+            .header_bytes("sec-websocket-key")
+            .unwrap_or_default()
+            .trim_ascii();
+        handshake::write_response(out, key, selected.as_deref(), &[]);
+        c.state = State::WebSocket;
+        c.set(flag::UPGRADED);
+        c.deadline = None;
+        c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
+        let rx_chunk = self.protocols[pid].rx_buffer_size;
+        c.rx.frames_mut().set_max_chunk(rx_chunk);
+        log::debug!("{}: established on {}", c.peer, self.protocols[pid].name);
+        self.call_and_close(k, Reason::Established);
+        // The request's headers are not needed any more: free them.
+        if let Some(c) = self.conns.get_mut(k) {
+            c.http = None;
+        }
+        true
+    }
+
+    pub(crate) fn ws_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let Context {
+            conns,
+            protocols,
+            shared,
+            ..
+        } = self;
+        let c = &mut conns[k];
+        let handler = &mut protocols[c.proto as usize].handler;
+        let session = c.session;
+        let mut pos = 0;
+        loop {
+            if c.has(flag::RX_PAUSED) {
+                return (pos, Stop::Paused);
+            }
+            let (n, ev) = match c.rx.decode(&mut buf[pos..]) {
+                Ok(x) => x,
+                Err(e) => {
+                    log::debug!("{}: protocol error: {e}", c.peer);
+                    fail(c, shared, e.code, e.reason);
+                    deliver_closed(&mut **handler, c, shared, k, None, b"");
+                    return (buf.len(), Stop::Done);
+                }
+            };
+            pos += n;
+            let Some(ev) = ev else {
+                return (pos, Stop::NeedMore);
+            };
+            match ev {
+                Event::Data {
+                    data,
+                    binary,
+                    first,
+                    last,
+                    remaining,
+                    ..
+                } => {
+                    if c.has(flag::CLOSE_SENT) {
+                        continue;
+                    }
+                    let mut wsi = Wsi::new(c, shared, k as u32);
+                    wsi.rx_binary = binary;
+                    wsi.rx_final = last;
+                    wsi.rx_remaining = remaining;
+                    let reason = Reason::Receive {
+                        data,
+                        binary,
+                        first,
+                        last,
+                        remaining,
+                    };
+                    if let Err(e) = handler.call(&mut wsi, session, reason) {
+                        wsi.close(e.code, &e.reason);
+                    }
+                }
+                Event::Ping(p) => {
+                    if !c.has(flag::CLOSE_SENT) {
+                        encoder::encode_frame(c.out_buf(&mut shared.bufs), OpCode::Pong, true, None, p);
+                    }
+                }
+                Event::Pong(data) => {
+                    let mut wsi = Wsi::new(c, shared, k as u32);
+                    if let Err(e) = handler.call(&mut wsi, session, Reason::ReceivePong { data }) {
+                        wsi.close(e.code, &e.reason);
+                    }
+                }
+                Event::Close {
+                    code: peer_code,
+                    reason,
+                } => {
+                    c.set(flag::CLOSE_RECEIVED | flag::SHUTDOWN_AFTER_FLUSH);
+                    if !c.has(flag::CLOSE_SENT) {
+                        // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an
+                        // empty one.
+                        encoder::encode_close(c.out_buf(&mut shared.bufs), peer_code, "", None);
+                        c.set(flag::CLOSE_SENT);
+                    }
+                    deliver_closed(&mut **handler, c, shared, k, peer_code, reason);
+                    return (buf.len(), Stop::Done);
+                }
+            }
+        }
+    }
+}
+
+/// Fails a WebSocket: close frame with `code`, then close the TCP connection once it is
+/// flushed (RFC 6455 §7.1.7). The decoder cannot be trusted past the error, so no reply
+/// is awaited.
+fn fail(c: &mut Conn, shared: &mut Shared, code: u16, reason: &str) {
+    if !c.has(flag::CLOSE_SENT) {
+        encoder::encode_close(c.out_buf(&mut shared.bufs), Some(code), reason, None);
+        c.set(flag::CLOSE_SENT);
+    }
+    c.set(flag::SHUTDOWN_AFTER_FLUSH);
+}

@@ -1,0 +1,85 @@
+//! Context state that callbacks may touch through a [`Wsi`](crate::Wsi) or a
+//! [`ProtocolContext`](crate::ProtocolContext): the queues of work the loop runs after the
+//! callback returns, and the pool of out buffers.
+//!
+//! Every "schedule this connection" goes through one method here, so a connection is queued
+//! at most once per list (its `IN_RESUME` / `WANT_WRITABLE` flag says it already is).
+
+use crate::connection::{flag, Conn};
+use crate::reason::{ProtocolId, Reason};
+
+/// A request a callback makes of the whole context, carried out after it returns. Each
+/// applies to all connections of the protocol.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CtxRequest {
+    Writable(ProtocolId),
+    RxFlowAllow(ProtocolId),
+    Callback(ProtocolId, Reason<'static>),
+}
+
+/// Out buffers not in use. A connection holds one only while it has bytes queued, so an
+/// idle connection costs no buffer and a busy one reuses a warm allocation.
+#[derive(Default)]
+pub(crate) struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    #[inline]
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    #[inline]
+    pub(crate) fn give(&mut self, mut b: Vec<u8>) {
+        // Keep a bounded stock of modest buffers; large ones go back to the allocator so a
+        // burst does not pin memory.
+        if self.free.len() < 256 && b.capacity() <= 256 << 10 && b.capacity() > 0 {
+            b.clear();
+            self.free.push(b);
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) requests: Vec<CtxRequest>,
+    /// Connections with a new WRITEABLE request: (slab key, generation).
+    pub(crate) writable: Vec<(u32, u32)>,
+    /// Connections whose reading should resume (flow control lifted, read budget spent,
+    /// out buffer drained, input stashed for later).
+    pub(crate) resume: Vec<(u32, u32)>,
+    pub(crate) bufs: BufPool,
+    pub(crate) protocol_names: Vec<Box<str>>,
+    pub(crate) max_unsent: usize,
+}
+
+impl Shared {
+    /// Queues connection `key` for a read pass in this `service()` call, once.
+    #[inline]
+    pub(crate) fn schedule_resume(&mut self, key: usize, c: &mut Conn) {
+        if !c.has(flag::IN_RESUME) {
+            c.set(flag::IN_RESUME);
+            self.resume.push((key as u32, c.gen));
+        }
+    }
+
+    /// Queues connection `key` for one WRITEABLE callback, once.
+    #[inline]
+    pub(crate) fn schedule_writable(&mut self, key: usize, c: &mut Conn) {
+        if !c.has(flag::WANT_WRITABLE) {
+            c.set(flag::WANT_WRITABLE);
+            self.writable.push((key as u32, c.gen));
+        }
+    }
+
+    pub(crate) fn protocol_id(&self, name: &str) -> Option<ProtocolId> {
+        self.protocol_names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| ProtocolId(i as u16))
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.requests.is_empty() || !self.writable.is_empty() || !self.resume.is_empty()
+    }
+}
