@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of wsreactor, installing what is missing first.
 #
-#   scripts/test.sh            # everything: fmt, clippy, unit + integration tests (incl. the
+#   scripts/test.sh            # everything: fmt, clippy, rustdoc, unit + integration tests (incl. the
 #                              # proptest fuzz), Autobahn sections 1-7 and 10 against
 #                              # echo-server, and the headless-Chromium test of the test page
 #   SKIP_BROWSER=1 scripts/test.sh   # without the browser test
@@ -36,6 +36,8 @@ step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "cargo doc (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "cargo test (unit, integration over loopback, proptest fuzz, doc tests)"
 cargo test --all-targets
 cargo test --doc

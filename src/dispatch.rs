@@ -6,6 +6,7 @@
 
 use crate::connection::{flag, Conn, State};
 use crate::context::Context;
+use crate::proto::close::code;
 use crate::protocol::Protocol;
 use crate::reason::{Close, ProtocolEvent, ProtocolId, Reason};
 use crate::shared::Shared;
@@ -48,13 +49,13 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
     #[inline]
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close> {
         match self.sessions.get_mut(session as usize) {
-            Some(s) => self.proto.callback(wsi, s, reason),
+            Some(s) => guard(|| self.proto.callback(wsi, s, reason)),
             None => Ok(()),
         }
     }
 
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
-        self.proto.protocol_callback(ctx, event)
+        guard(|| self.proto.protocol_callback(ctx, event))
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -63,6 +64,22 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
 
     fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+/// Runs a user callback. A panic in it becomes the error that closes only its own
+/// connection (or refuses it, in a filter), instead of unwinding through `service()` and
+/// taking every other connection down. The handler's own state may be left half-updated by
+/// the panic; the session of the connection is dropped with it. (Under `panic = "abort"`
+/// there is nothing to catch.)
+#[inline]
+fn guard(f: impl FnOnce() -> Result<(), Close>) -> Result<(), Close> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!("a protocol callback panicked: closing its connection");
+            Err(Close::new(code::INTERNAL_ERROR, "internal error"))
+        }
     }
 }
 

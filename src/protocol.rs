@@ -40,7 +40,8 @@ pub trait Protocol: 'static {
     ///
     /// Returning an error closes this connection (with the error's close code on a
     /// WebSocket, or by dropping an HTTP connection) and no other; for the `Filter*`
-    /// reasons an error refuses the connection.
+    /// reasons an error refuses the connection. A panic is caught and treated as an error
+    /// with code 1011: it too closes only this connection.
     fn callback(
         &mut self,
         wsi: &mut Wsi<'_>,
