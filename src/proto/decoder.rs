@@ -11,7 +11,9 @@
 //!
 //! Neither keeps a copy of the input. When the input ends inside a frame header, or inside
 //! a control frame (whose payload is delivered whole), `decode` consumes nothing more and
-//! returns `None`; the caller keeps the unconsumed tail (at most 138 bytes: a control frame with a 64-bit length field, its mask and 125 bytes) and presents it
+//! returns `None`; the caller keeps the unconsumed tail (at most 130 bytes: a control frame's
+//! 6-byte masked header and 124 of its at most 125 payload bytes; lengths must be minimally
+//! encoded, so a control frame has no extended length field) and presents it
 //! again, followed by new bytes. This keeps buffering, and its memory, in the caller's hands.
 //!
 //! ```
@@ -643,11 +645,52 @@ mod tests {
             (frame(OpCode::Close, true, b"\x03\xe8\xc0"), 1007),
             (vec![0x83, 0x80, 0, 0, 0, 0], 1002), // reserved opcode
             (vec![0xc1, 0x80, 0, 0, 0, 0], 1002), // RSV1
+            // non-minimal lengths (RFC 6455 §5.2): 5 bytes in the 64-bit form, 100 and 125
+            // in the 16-bit form, 65535 in the 64-bit form, a ping in the 16-bit form
+            (
+                [&[0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4][..], &[0; 5]].concat(),
+                1002,
+            ),
+            ([&[0x82, 0xfe, 0, 100, 1, 2, 3, 4][..], &[0; 100]].concat(), 1002),
+            (
+                [&[0x81, 0xfe, 0, 125, 1, 2, 3, 4][..], &[b'a'; 125]].concat(),
+                1002,
+            ),
+            (
+                [
+                    &[0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4][..],
+                    &[0; 65535],
+                ]
+                .concat(),
+                1002,
+            ),
+            ([&[0x89, 0xfe, 0, 1, 1, 2, 3, 4][..], &[0; 1]].concat(), 1002),
         ];
         for (wire, want) in cases {
             let err = run(&wire, wire.len()).unwrap_err();
             assert_eq!(err.code, want, "{wire:x?}: {err}");
         }
+    }
+
+    #[test]
+    fn minimal_lengths_at_the_boundaries_are_accepted() {
+        for len in [125usize, 126, 65535, 65536] {
+            let wire = frame(OpCode::Binary, true, &vec![0x5a; len]);
+            for step in [1, 7, wire.len()] {
+                let ev = run(&wire, step).unwrap();
+                assert_eq!(joined(&ev, "bin"), vec![0x5a; len], "len {len} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_minimal_length_fails_before_the_payload_arrives() {
+        // Only the header (5 bytes announced in the 64-bit form): the error comes at once,
+        // not after the payload.
+        let mut rx = Receiver::new(Role::Server, Limits::default());
+        let mut w = [0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5];
+        let err = rx.decode(&mut w).unwrap_err();
+        assert_eq!((err.code, err.reason), (1002, "non-minimal payload length"));
     }
 
     #[test]

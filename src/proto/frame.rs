@@ -90,7 +90,8 @@ pub enum HeaderError {
     /// The 64-bit length has its most significant bit set.
     LengthOverflow,
     /// A 16- or 64-bit length that would fit in fewer bytes (RFC 6455 §5.2: "the minimal
-    /// number of bytes MUST be used"). Only reported with strict decoding.
+    /// number of bytes MUST be used"): a 16-bit length below 126, or a 64-bit length
+    /// below 65536.
     NonMinimalLength,
 }
 
@@ -110,7 +111,9 @@ impl FrameHeader {
     /// Decodes a header from the start of `buf`.
     ///
     /// Returns `Ok(None)` when `buf` does not yet hold the whole header, otherwise the
-    /// header and its length in bytes. Nothing is consumed or changed.
+    /// header and its length in bytes. Nothing is consumed or changed. A length not in its
+    /// minimal form fails with [`HeaderError::NonMinimalLength`] as soon as the length
+    /// field is complete.
     ///
     /// ```
     /// use wsreactor::proto::frame::{FrameHeader, OpCode};
@@ -132,7 +135,11 @@ impl FrameHeader {
                 if buf.len() < 4 {
                     return Ok(None);
                 }
-                (u16::from_be_bytes([buf[2], buf[3]]) as u64, 4)
+                let len = u16::from_be_bytes([buf[2], buf[3]]);
+                if len < 126 {
+                    return Err(HeaderError::NonMinimalLength);
+                }
+                (len as u64, 4)
             }
             127 => {
                 if buf.len() < 10 {
@@ -143,6 +150,9 @@ impl FrameHeader {
                 let len = u64::from_be_bytes(b);
                 if len >> 63 != 0 {
                     return Err(HeaderError::LengthOverflow);
+                }
+                if len <= u16::MAX as u64 {
+                    return Err(HeaderError::NonMinimalLength);
                 }
                 (len, 10)
             }
@@ -265,5 +275,71 @@ mod tests {
         let mut b = vec![0x82, 127];
         b.extend_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(FrameHeader::parse(&b), Err(HeaderError::LengthOverflow));
+    }
+
+    /// A header with an explicit length form: 126 (16-bit) or 127 (64-bit), masked.
+    fn with_form(form: u8, len: u64) -> Vec<u8> {
+        let mut b = vec![0x82, 0x80 | form];
+        if form == 126 {
+            b.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            b.extend_from_slice(&len.to_be_bytes());
+        }
+        b.extend_from_slice(&[1, 2, 3, 4]);
+        b
+    }
+
+    #[test]
+    fn rejects_non_minimal_lengths() {
+        // 16-bit form carrying what fits in 7 bits
+        for len in [0u64, 1, 5, 100, 125] {
+            let b = with_form(126, len);
+            assert_eq!(
+                FrameHeader::parse(&b),
+                Err(HeaderError::NonMinimalLength),
+                "{len}"
+            );
+            // reported as soon as the length field is complete, before the mask key
+            assert_eq!(FrameHeader::parse(&b[..4]), Err(HeaderError::NonMinimalLength));
+            assert_eq!(FrameHeader::parse(&b[..3]), Ok(None));
+        }
+        // 64-bit form carrying what fits in 7 or 16 bits
+        for len in [0u64, 5, 125, 126, 1000, 65535] {
+            let b = with_form(127, len);
+            assert_eq!(
+                FrameHeader::parse(&b),
+                Err(HeaderError::NonMinimalLength),
+                "{len}"
+            );
+            assert_eq!(FrameHeader::parse(&b[..10]), Err(HeaderError::NonMinimalLength));
+            assert_eq!(FrameHeader::parse(&b[..9]), Ok(None));
+        }
+        // a close frame too: control frames get no exemption
+        let mut b = vec![0x88, 0x80 | 126, 0, 2, 1, 2, 3, 4];
+        assert_eq!(FrameHeader::parse(&b), Err(HeaderError::NonMinimalLength));
+        b[1] = 0x80 | 2;
+        assert!(FrameHeader::parse(&b).unwrap().is_some());
+    }
+
+    #[test]
+    fn accepts_boundaries_in_their_minimal_forms() {
+        for (len, form, hlen) in [
+            (125u64, None, 6),
+            (126, Some(126u8), 8),
+            (65535, Some(126), 8),
+            (65536, Some(127), 14),
+            ((1 << 63) - 1, Some(127), 14),
+        ] {
+            let b = match form {
+                None => vec![0x82, 0x80 | len as u8, 1, 2, 3, 4],
+                Some(f) => with_form(f, len),
+            };
+            let (h, n) = FrameHeader::parse(&b).unwrap().unwrap();
+            assert_eq!((h.payload_len, n), (len, hlen), "{len}");
+            // and the encoder produces exactly that form
+            let mut out = [0u8; MAX_HEADER_LEN];
+            let n = h.write(&mut out);
+            assert_eq!(&out[..n], &b[..]);
+        }
     }
 }
