@@ -6,6 +6,7 @@
 //! empties, the stash exists only while a frame header is split across reads, and the HTTP
 //! request is dropped after `ESTABLISHED`).
 
+use crate::fileserver::FileStream;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{HeadScanner, Request};
 use crate::proto::Receiver;
@@ -68,13 +69,6 @@ pub(crate) enum Body {
     /// `Content-Length` bytes still to come.
     Length(u64),
     Chunked(ChunkedDecoder),
-}
-
-/// A file being streamed as a response body, a chunk per writable socket.
-#[derive(Debug)]
-pub(crate) struct FileStream {
-    pub(crate) file: std::fs::File,
-    pub(crate) remaining: u64,
 }
 
 /// HTTP-side state, boxed so that it costs one pointer once the connection is upgraded.

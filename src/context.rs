@@ -7,12 +7,13 @@
 //! made by callbacks land in the connection's out buffer → [`Context::flush`] sends them
 //! in one `write` when the read batch is done.
 
-use crate::connection::{flag, Body, Conn, FileStream, State};
+use crate::connection::{flag, Body, Conn, State};
 use crate::dispatch::{ErasedProtocol, Registered, Slot};
+use crate::fileserver::cache::{self as file_cache, FileCache};
+use crate::fileserver::FileStream;
 use crate::http::chunked::{Chunk, ChunkedDecoder};
-use crate::http::file_cache::{self, FileCache};
 use crate::http::request::{self as req, Scan};
-use crate::http::{files, response};
+use crate::http::{files, response, DateCache};
 use crate::listener;
 use crate::proto::{self, close::code, encoder, handshake, Event, Receiver, Role};
 use crate::protocol::{Close, Protocol, ProtocolEvent, ProtocolId, Reason};
@@ -25,12 +26,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
-/// Bytes of a file read per chunk when streaming a response.
-const FILE_CHUNK: usize = 64 << 10;
 
 /// Why input processing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +271,7 @@ impl ContextBuilder {
                 .map(|p| p.name.clone().into_boxed_str())
                 .collect(),
             max_unsent: self.max_unsent,
+            date: DateCache::new(),
         };
         let mut ctx = Context {
             poll,
@@ -479,6 +479,9 @@ impl Context {
                 Err(e)
             };
         }
+        // One clock read per cycle: every response of this cycle gets this Date, and
+        // preconditions and the file cache are judged at this time.
+        self.shared.date.update(SystemTime::now());
         let mut cancelled = false;
         for ev in events.iter() {
             match ev.token() {
@@ -1105,7 +1108,7 @@ impl Context {
             .header_bytes("sec-websocket-key")
             .unwrap_or_default()
             .trim_ascii();
-        handshake::write_response(out, key, selected.as_deref(), &[]);
+        handshake::write_response(out, key, selected.as_deref(), &[], Some(self.shared.date.date()));
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
         c.deadline = None;
@@ -1184,7 +1187,8 @@ impl Context {
             self.respond(k, 404, None, &[]);
             return;
         };
-        let file = match cache.lookup(request.path()) {
+        let now = self.shared.date.time();
+        let file = match cache.lookup(request.path(), now) {
             Ok(f) => f,
             Err(e) => {
                 log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
@@ -1197,18 +1201,19 @@ impl Context {
             }
         };
         // The common request has no preconditions and no Range: its head is precomputed.
-        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved()));
+        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved(), now));
         let keep = c.has(flag::KEEP_ALIVE);
         if c.out.capacity() == 0 {
             c.out = self.shared.take_buf();
         }
+        let date = Some(self.shared.date.date());
         let (range, body_len) = match &plan {
             None => {
-                file.write_ok_head(&mut c.out, keep);
+                file.write_ok_head(&mut c.out, keep, date);
                 (None, file.resolved().len)
             }
             Some(plan) => {
-                plan.write_head(&mut c.out, keep);
+                plan.write_head(&mut c.out, keep, date);
                 (plan.range, plan.body_len)
             }
         };
@@ -1222,18 +1227,8 @@ impl Context {
                 let _ = self.call(k, Reason::HttpFileCompletion);
                 return;
             }
-            match std::fs::File::open(&file.resolved().path) {
-                Ok(mut f) => {
-                    use std::io::Seek;
-                    if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
-                        self.remove(k);
-                        return;
-                    }
-                    c.http.as_mut().expect("held").file = Some(FileStream {
-                        file: f,
-                        remaining: body_len,
-                    });
-                }
+            match FileStream::open(&file.resolved().path, start, body_len) {
+                Ok(stream) => c.http.as_mut().expect("held").file = Some(stream),
                 Err(e) => {
                     // Raced with a delete: the head is out already, so only closing is honest.
                     log::warn!("{}: open {}: {e}", c.peer, file.resolved().path.display());
@@ -1279,7 +1274,8 @@ impl Context {
         }
         let head_only = c.request().is_some_and(|r| r.method() == req::Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
-        response::status_page(&mut c.out, status, text, extra, keep, head_only);
+        let date = Some(self.shared.date.date());
+        response::status_page(&mut c.out, status, text, extra, keep, head_only, date);
         self.complete_http(k);
     }
 
@@ -1360,29 +1356,18 @@ impl Context {
                 c.out = self.shared.take_buf();
             }
             c.out_pos = 0;
-            let want = fs.remaining.min(FILE_CHUNK as u64) as usize;
-            // The previous chunk's bytes are sent and get overwritten: only zero-fill when
-            // the buffer grows, not all 64 KiB for every chunk.
-            if c.out.len() < want {
-                c.out.resize(want, 0);
-            } else {
-                c.out.truncate(want);
-            }
-            match fs.file.read(&mut c.out[..want]) {
-                Ok(n) if n > 0 => {
-                    c.out.truncate(n);
-                    fs.remaining -= n as u64;
-                    if fs.remaining == 0 {
-                        c.http.as_mut().expect("held").file = None;
-                        let _ = self.call(k, Reason::HttpFileCompletion);
-                        let Some(c2) = self.conns.get_mut(k) else {
-                            return;
-                        };
-                        c = c2;
-                    }
+            match fs.next_chunk(&mut c.out) {
+                Ok(false) => {}
+                Ok(true) => {
+                    c.http.as_mut().expect("held").file = None;
+                    let _ = self.call(k, Reason::HttpFileCompletion);
+                    let Some(c2) = self.conns.get_mut(k) else {
+                        return;
+                    };
+                    c = c2;
                 }
-                r => {
-                    log::warn!("{}: file read failed or ended early: {r:?}", c.peer);
+                Err(e) => {
+                    log::warn!("{}: file read failed or ended early: {e}", c.peer);
                     self.remove(k);
                     return;
                 }

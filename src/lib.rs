@@ -24,6 +24,7 @@
 mod connection;
 mod context;
 mod dispatch;
+pub mod fileserver;
 pub mod http;
 mod listener;
 pub mod proto;

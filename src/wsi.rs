@@ -5,9 +5,10 @@
 //! connection, so the reactor stays the only owner of sockets and state. To name a
 //! connection later, keep its [`ConnId`].
 
-use crate::connection::{flag, Conn, FileStream, State};
+use crate::connection::{flag, Conn, State};
+use crate::fileserver::FileStream;
 use crate::http::request::Method;
-use crate::http::response;
+use crate::http::{response, DateCache};
 use crate::proto::{encoder, OpCode};
 use crate::protocol::{ProtocolId, Reason};
 use std::net::SocketAddr;
@@ -98,6 +99,8 @@ pub(crate) struct Shared {
     pub(crate) free_bufs: Vec<Vec<u8>>,
     pub(crate) protocol_names: Vec<Box<str>>,
     pub(crate) max_unsent: usize,
+    /// The time and its `Date` value, refreshed once per service cycle.
+    pub(crate) date: DateCache,
 }
 
 impl Shared {
@@ -421,7 +424,8 @@ impl<'a> Wsi<'a> {
         if c.out.capacity() == 0 {
             c.out = self.shared.take_buf();
         }
-        response::status_page(&mut c.out, status, html, &[], keep, head_only);
+        let date = Some(self.shared.date.date());
+        response::status_page(&mut c.out, status, html, &[], keep, head_only, date);
         c.complete_http();
         Ok(())
     }
@@ -440,8 +444,8 @@ impl<'a> Wsi<'a> {
         if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
             return Err(std::io::Error::other(WriteError::Closed));
         }
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
+        let file = FileStream::open_whole(path.as_ref())?;
+        let len = file.remaining();
         let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
         let mut headers = Vec::with_capacity(extra_headers.len() + 1);
@@ -450,9 +454,10 @@ impl<'a> Wsi<'a> {
         if c.out.capacity() == 0 {
             c.out = self.shared.take_buf();
         }
-        response::write_head(&mut c.out, 200, &headers, Some(len), keep, true);
+        let date = Some(self.shared.date.date());
+        response::write_head(&mut c.out, 200, &headers, Some(len), keep, date);
         if !head_only && len > 0 {
-            c.http.get_or_insert_with(Box::default).file = Some(FileStream { file, remaining: len });
+            c.http.get_or_insert_with(Box::default).file = Some(file);
         }
         c.complete_http();
         Ok(())
