@@ -203,8 +203,8 @@ impl ContextBuilder {
     }
 
     /// Serves the files under `dir` over HTTP for requests the first protocol's `HTTP`
-    /// callback leaves unanswered (`/` is `index.html`... or the mount's default, see
-    /// [`default_document`](Self::default_document)). Default: no file serving (404).
+    /// callback leaves unanswered (a directory, `/` included, is served by its
+    /// `index.html`). Default: no file serving (404).
     ///
     /// The directory is canonicalised once, at the first request that finds it, and the
     /// symlink check (the file must stay inside it) is made when a file enters the file

@@ -3,7 +3,7 @@
 //! ranges, heads) are the sans-IO [`crate::http::files`]; this module finds
 //! files and reads them.
 //!
-//! * [`resolve`]: safe mapping of a request path to a regular file under a
+//! * [`resolve()`]: safe mapping of a request path to a regular file under a
 //!   document root (percent-decoding, traversal and symlink checks, index
 //!   files, `Content-Type`).
 //! * `cache` (crate-private): the per-context cache of resolved files and

@@ -118,7 +118,7 @@ pub fn content_type(path: &Path) -> String {
     }
 }
 
-/// Maps `request_path` (a request's path, e.g. [`Request::path`]; a
+/// Maps `request_path` (a request's path, e.g. [`Request::path`](crate::http::Request::path); a
 /// `?query` is stripped) to a regular file under `root`.
 ///
 /// See the module docs for the rules. The filesystem may change between

@@ -21,7 +21,7 @@ use super::request::{Method, Request};
 use super::response::{write_head_end, write_head_start, write_header};
 
 /// A file that may be served: what [`plan`] needs to know about it.
-/// [`crate::fileserver::resolve`] makes one from the filesystem; anything
+/// [`crate::fileserver::resolve()`] makes one from the filesystem; anything
 /// else (a test, another store) may build one by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
