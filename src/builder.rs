@@ -3,8 +3,9 @@
 
 use crate::context::Context;
 use crate::dispatch::{Registered, Slot};
-use crate::http::file_cache::{self, FileCache};
+use crate::fileserver::cache::{self as file_cache, FileCache};
 use crate::http::request as req;
+use crate::http::DateCache;
 use crate::listener;
 use crate::proto;
 use crate::protocol::Protocol;
@@ -212,7 +213,8 @@ impl ContextBuilder {
     }
 
     /// Serves the files under `dir` over HTTP for requests the first protocol's `HTTP`
-    /// callback leaves unanswered (`/` is `index.html`). Default: no file serving (404).
+    /// callback leaves unanswered (a directory, `/` included, is served by its
+    /// `index.html`). Default: no file serving (404).
     ///
     /// The directory is canonicalised once, at the first request that finds it, and the
     /// symlink check (the file must stay inside it) is made when a file enters the file
@@ -277,6 +279,7 @@ impl ContextBuilder {
                 .map(|p| p.name.clone().into_boxed_str())
                 .collect(),
             max_unsent: self.max_unsent,
+            date: DateCache::new(),
         };
         let file_cache = self.resource_path.map(|root| {
             FileCache::new(

@@ -15,7 +15,7 @@
 use crate::builder::{Config, ContextBuilder};
 use crate::connection::{flag, Conn, State};
 use crate::dispatch::Registered;
-use crate::http::file_cache::FileCache;
+use crate::fileserver::cache::FileCache;
 use crate::proto::{close::code, encoder};
 use crate::protocol::Protocol;
 use crate::readiness::{Readiness, Ready, Source};
@@ -27,7 +27,7 @@ use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A thread-safe handle that wakes a blocked [`Context::service`]
 /// (`libwebsocket_cancel_service`); the protocols then get
@@ -195,6 +195,9 @@ impl Context {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         let waited = self.readiness.wait(timeout, &mut ready);
+        // One clock read per cycle: every response of this cycle gets this Date, and
+        // preconditions and the file cache are judged at this time.
+        self.shared.date.update(SystemTime::now());
         let mut cancelled = false;
         for ev in &ready {
             match ev.source {

@@ -26,6 +26,7 @@ mod connection;
 mod context;
 mod dispatch;
 mod driver;
+pub mod fileserver;
 pub mod http;
 mod listener;
 pub mod proto;

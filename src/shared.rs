@@ -6,6 +6,7 @@
 //! at most once per list (its `IN_RESUME` / `WANT_WRITABLE` flag says it already is).
 
 use crate::connection::{flag, Conn};
+use crate::http::DateCache;
 use crate::reason::{ProtocolId, Reason};
 
 /// A request a callback makes of the whole context, carried out after it returns. Each
@@ -51,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) bufs: BufPool,
     pub(crate) protocol_names: Vec<Box<str>>,
     pub(crate) max_unsent: usize,
+    /// The time of this `service()` cycle and its formatted `Date`: the reactor reads the
+    /// clock once per cycle and the sans-IO HTTP code is given the time.
+    pub(crate) date: DateCache,
 }
 
 impl Shared {

@@ -6,11 +6,11 @@
 //! connection later, keep its [`ConnId`].
 
 use crate::connection::{flag, Conn, State};
+use crate::fileserver::FileStream;
 use crate::http::request::Method;
 use crate::http::response;
 use crate::proto::{encoder, OpCode};
 use crate::reason::{ConnId, ProtocolId, Reason};
-use crate::roles::http::FileStream;
 use crate::shared::{CtxRequest, Shared};
 use std::net::SocketAddr;
 
@@ -340,6 +340,7 @@ impl<'a> Wsi<'a> {
         }
         let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
+        let date = Some(self.shared.date.date());
         response::status_page(
             c.out_buf(&mut self.shared.bufs),
             status,
@@ -347,6 +348,7 @@ impl<'a> Wsi<'a> {
             &[],
             keep,
             head_only,
+            date,
         );
         c.complete_http();
         Ok(())
@@ -366,23 +368,24 @@ impl<'a> Wsi<'a> {
         if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
             return Err(std::io::Error::other(WriteError::Closed));
         }
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
+        let file = FileStream::open_whole(path.as_ref())?;
+        let len = file.remaining();
         let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
         let mut headers = Vec::with_capacity(extra_headers.len() + 1);
         headers.push(("Content-Type", content_type));
         headers.extend_from_slice(extra_headers);
+        let date = Some(self.shared.date.date());
         response::write_head(
             c.out_buf(&mut self.shared.bufs),
             200,
             &headers,
             Some(len),
             keep,
-            true,
+            date,
         );
         if !head_only && len > 0 {
-            c.http.get_or_insert_with(Box::default).file = Some(FileStream { file, remaining: len });
+            c.http.get_or_insert_with(Box::default).file = Some(file);
         }
         c.complete_http();
         Ok(())

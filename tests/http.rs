@@ -804,6 +804,42 @@ fn malformed_requests_get_400_and_close() {
     assert_eq!((r.status, r.body.as_slice()), (200, A_TXT));
 }
 
+/// Bare-LF requests (RFC 9112 §2.2 lets a server accept them) used to wait out the 10 s
+/// header timeout unanswered: now they are answered at once, keep-alive and pipelining
+/// included, and a bare CR is still refused at once.
+#[test]
+fn lf_only_requests_are_answered_promptly() {
+    let srv = Server::start("lf-only");
+    let prompt = Duration::from_secs(2); // the header timeout is 10 s
+    let mut c = srv.connect();
+    c.s.set_read_timeout(Some(prompt)).unwrap();
+    let t = Instant::now();
+    c.send(b"GET /a.txt HTTP/1.1\nHost: x\n\n");
+    let r = c.read_response();
+    assert!(t.elapsed() < prompt, "answered after {:?}", t.elapsed());
+    assert_eq!((r.status, r.body.as_slice()), (200, A_TXT));
+    assert_date_header(&r);
+    assert!(!r.closes(), "{r:?}");
+    // Kept alive; two more pipelined in one write, mixing line ends.
+    c.send(b"GET /sub/ HTTP/1.1\nHost: x\r\n\nHEAD /a.txt HTTP/1.1\r\nHost: x\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.body.as_slice()), (200, SUB_INDEX));
+    let r = c.read_head_response();
+    assert_eq!((r.status, r.content_length()), (200, Some(A_TXT.len())));
+    assert!(t.elapsed() < prompt, "answered after {:?}", t.elapsed());
+
+    // A bare CR: 400 and close, also at once.
+    let mut c = srv.connect();
+    c.s.set_read_timeout(Some(prompt)).unwrap();
+    let t = Instant::now();
+    c.send(b"GET /a.txt HTTP/1.1\nHost: x\rX: y\n\n");
+    let r = c.read_response();
+    assert!(t.elapsed() < prompt, "answered after {:?}", t.elapsed());
+    assert_status_page(&r, 400);
+    assert!(r.closes(), "{r:?}");
+    c.expect_eof();
+}
+
 #[test]
 fn missing_file_is_404_and_keeps_the_connection() {
     let srv = Server::start("e404");

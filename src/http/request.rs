@@ -15,8 +15,13 @@
 //! * more than [`Limits::max_headers`] fields, or a head longer than
 //!   [`Limits::max_head_bytes`] → 431 (RFC 6585 §5);
 //! * a version other than HTTP/1.0 or HTTP/1.1 → 505 (RFC 9110 §15.6.6);
-//! * bare LF line endings after the request line → 400 (RFC 9112 §2.2 lets
-//!   a recipient accept them; refusing is safer behind proxies);
+//! * a bare LF ends a line like CRLF does (RFC 9112 §2.2 lets a recipient
+//!   recognise it, ignoring a preceding CR), everywhere in the head: the
+//!   scanner and `httparse` then agree on every line boundary and on where
+//!   the head ends, so `GET / HTTP/1.1\nHost: x\n\n` is answered at once
+//!   rather than left waiting for a CRLFCRLF that never comes;
+//! * a bare CR (not followed by LF) anywhere → 400 (RFC 9112 §2.2 allows
+//!   no other reading that cannot disagree with some intermediary's);
 //! * `Content-Length` that is not a decimal number, or repeated with
 //!   different values → 400 (RFC 9112 §6.3 item 5);
 //! * both `Content-Length` and `Transfer-Encoding` → 400 (RFC 9112 §6.1
@@ -88,7 +93,8 @@ const fn bad(reason: &'static str) -> HttpError {
 /// Result of [`HeadScanner::scan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
-    /// The head is complete; it is `buf[..n]`, including the final CRLFCRLF.
+    /// The head is complete; it is `buf[..n]`, including the empty line that
+    /// ends it (CRLF or a bare LF).
     /// Anything after it is body or the next pipelined request.
     Complete(usize),
     /// No end of head yet; read more and call again.
@@ -98,21 +104,22 @@ pub enum Scan {
     TooLarge,
 }
 
-/// Incremental search for the end of a request head (the first CRLFCRLF
-/// after the request line).
+/// Incremental search for the end of a request head: the first empty line
+/// after the request line, where a line ends with LF, optionally preceded
+/// by CR (`\r\n\r\n`, `\n\n`, `\r\n\n` and `\n\r\n` all end a head, as
+/// they do for `httparse`).
 ///
 /// Each call resumes where the previous one stopped: the scanner keeps the
-/// offset already examined and how much of `\r\n\r\n` it has matched so
-/// far, so a terminator split across reads is still found and no byte is
-/// looked at twice. Empty lines before the request line are skipped
+/// offset already examined and where in a line it is, so a terminator split
+/// across reads is still found and no byte is looked at twice. Empty lines before the request line are skipped
 /// (RFC 9112 §2.2), so a stray CRLF after a previous request's body does
 /// not look like an empty head.
 #[derive(Debug, Clone)]
 pub struct HeadScanner {
     /// Bytes of the buffer already examined.
     examined: usize,
-    /// Length of the `\r\n\r\n` prefix matched so far (0..=3).
-    matched: u8,
+    /// Where the last byte examined left us in the line structure.
+    at: LinePos,
     /// Still inside the empty lines that may precede the request line.
     leading: bool,
     /// Still inside the request line (to tell 414 from 431).
@@ -122,6 +129,18 @@ pub struct HeadScanner {
     /// Bytes examined in total, to prove scanning is linear.
     #[cfg(test)]
     work: usize,
+}
+
+/// A [`HeadScanner`]'s position relative to line ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinePos {
+    /// Inside a line (a CR there is either the first half of its end or
+    /// a bare CR; only the LF matters).
+    Mid,
+    /// At the start of a line (just after its predecessor's LF).
+    Start,
+    /// At the start of a line, just after a CR: an LF now ends the head.
+    StartCr,
 }
 
 impl Default for HeadScanner {
@@ -135,7 +154,7 @@ impl HeadScanner {
     pub fn new() -> Self {
         HeadScanner {
             examined: 0,
-            matched: 0,
+            at: LinePos::Mid,
             leading: true,
             in_request_line: true,
             done: None,
@@ -184,8 +203,10 @@ impl HeadScanner {
             if b == b'\n' {
                 self.in_request_line = false;
             }
-            self.matched = match (self.matched, b) {
-                (3, b'\n') => {
+            // A CR not followed by LF is a bare CR, which parse_head refuses;
+            // here it only must not end a line or the head.
+            self.at = match (self.at, b) {
+                (LinePos::Start | LinePos::StartCr, b'\n') => {
                     let n = start + i + 1;
                     self.examined = n;
                     #[cfg(test)]
@@ -195,10 +216,9 @@ impl HeadScanner {
                     self.done = Some(n);
                     return Scan::Complete(n);
                 }
-                (1, b'\n') => 2,
-                (2, b'\r') => 3,
-                (_, b'\r') => 1,
-                _ => 0,
+                (_, b'\n') => LinePos::Start,
+                (LinePos::Start, b'\r') => LinePos::StartCr,
+                _ => LinePos::Mid,
             };
         }
         #[cfg(test)]
@@ -437,12 +457,13 @@ pub fn parse_head(head: &[u8], limits: &Limits) -> Result<Request, HttpError> {
     let method_span = span(method.as_bytes());
     let target_span = span(target.as_bytes());
 
-    // httparse accepts bare LF as a line end; we only accept CRLF past the
-    // leading empty lines so that the head ends exactly where the scanner
-    // said and no intermediary can disagree about line boundaries.
-    let body = &head[method_span.start as usize..];
-    if body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') {
-        return Err(bad("bare LF in request head"));
+    // httparse accepts a bare LF as a line end, as the scanner does, and
+    // refuses a bare CR where it parses; this check makes the latter
+    // independent of httparse's internals (a CR is only ever part of a line
+    // end).
+    let mut crs = head.iter().enumerate().filter(|&(_, &b)| b == b'\r');
+    if crs.any(|(i, _)| head.get(i + 1) != Some(&b'\n')) {
+        return Err(bad("bare CR in request head"));
     }
 
     let mut fields = Vec::with_capacity(req.headers.len());
@@ -747,9 +768,11 @@ mod tests {
         let limits = Limits::default();
         for partial in [
             &b"GET / HTTP/1.1\r\nA: b\r\n\r"[..],
-            b"GET / HTTP/1.1\r\nA: b\n\n",
+            b"GET / HTTP/1.1\r\nA: b\n\r",
             b"GET / HTTP/1.1\r\nA: b\r\r\n",
-            b"GET / HTTP/1.1\r\nA: b\r\n\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n\r\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n\rX\n",
+            b"GET / HTTP/1.1\rA: b\r\r",
         ] {
             assert_eq!(
                 HeadScanner::new().scan(partial, &limits),
@@ -760,6 +783,94 @@ mod tests {
         // \r\r\n\r\n still ends with a proper CRLFCRLF.
         let s = b"GET / HTTP/1.1\r\nA: b\r\r\n\r\n";
         assert_eq!(HeadScanner::new().scan(s, &limits), Scan::Complete(s.len()));
+    }
+
+    /// Heads whose lines end in bare LF, or mix LF and CRLF.
+    const LF_HEADS: [&[u8]; 6] = [
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\n\n",
+        b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+        b"GET / HTTP/1.1\nHost: x\n\r\n",
+        b"\n\r\nGET / HTTP/1.1\nHost: x\nA: 1\r\nB: 2\n\n",
+    ];
+
+    #[test]
+    fn scanner_accepts_bare_lf_line_ends() {
+        let limits = Limits::default();
+        for head in LF_HEADS {
+            let mut data = head.to_vec();
+            data.extend_from_slice(b"GET /next HTTP/1.1\n");
+            // Whole, and a byte at a time: the same end, examined once.
+            assert_eq!(
+                HeadScanner::new().scan(&data, &limits),
+                Scan::Complete(head.len()),
+                "{head:?}"
+            );
+            let mut s = HeadScanner::new();
+            for n in 0..head.len() {
+                assert_eq!(s.scan(&data[..n], &limits), Scan::Partial, "{head:?} at {n}");
+            }
+            assert_eq!(s.scan(&data, &limits), Scan::Complete(head.len()));
+            assert_eq!(s.work, head.len());
+        }
+    }
+
+    #[test]
+    fn bare_lf_heads_parse_where_the_scanner_ends_them() {
+        let limits = Limits::default();
+        for head in LF_HEADS {
+            let mut data = head.to_vec();
+            data.extend_from_slice(b"BODY");
+            let Scan::Complete(n) = HeadScanner::new().scan(&data, &limits) else {
+                panic!("{head:?} not complete");
+            };
+            // httparse ends the head exactly where the scanner did.
+            let req = parse(&data[..n]).unwrap();
+            assert_eq!(req.head_len(), n, "{head:?}");
+            assert_eq!(parse(&data).unwrap().head_len(), n, "{head:?}");
+            assert_eq!(
+                (req.method(), req.uri(), req.version_minor()),
+                (Method::Get, "/", 1)
+            );
+            assert_eq!(req.header("host"), Some("x"), "{head:?}");
+        }
+        // Each LF is a line end of its own: no field swallows the next one.
+        let req = parse(b"GET / HTTP/1.1\nHost: x\nX: a\nContent-Length: 3\n\n").unwrap();
+        assert_eq!(req.header("x"), Some("a"));
+        assert_eq!(req.content_length(), Some(3));
+        // The framing checks apply as with CRLF.
+        assert_eq!(
+            status(b"GET / HTTP/1.1\nHost: x\nContent-Length: 1\nContent-Length: 2\n\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\nHost: x\nContent-Length: 1\nTransfer-Encoding: chunked\n\n"),
+            400
+        );
+        assert_eq!(status(b"GET / HTTP/1.1\nHost: a\nHost: b\n\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\nHost: a\n folded\n\n"), 400);
+    }
+
+    #[test]
+    fn bare_cr_is_400_even_where_the_scanner_ends_a_head() {
+        let limits = Limits::default();
+        for head in [
+            &b"GET / HTTP/1.1\nHost: x\r\r\n\n"[..],
+            b"GET / HTTP/1.1\nHost: x\rEvil: 1\n\n",
+            b"GET / HTTP/1.1\nHost: x\n\r\r\n\n",
+            b"GET /\r HTTP/1.1\nHost: x\n\n",
+        ] {
+            let Scan::Complete(n) = HeadScanner::new().scan(head, &limits) else {
+                panic!("{head:?} not complete");
+            };
+            assert_eq!(parse(&head[..n]).unwrap_err().status, 400, "{head:?}");
+        }
+        // A CR at line start that is not part of CRLF does not end the head.
+        assert_eq!(
+            HeadScanner::new().scan(b"GET / HTTP/1.1\nHost: x\n\rA\n", &limits),
+            Scan::Partial
+        );
     }
 
     #[test]
@@ -843,8 +954,12 @@ mod tests {
             .position(|&b| b != b'\r' && b != b'\n')
             .unwrap_or(buf.len());
         let seen = &buf[..buf.len().min(max)];
-        match (start..seen.len()).find(|&i| seen[i..].starts_with(b"\r\n\r\n")) {
-            Some(i) => Scan::Complete(i + 4),
+        // The first LF right after an LF of the head, or after an LF and a CR.
+        let lf_at = |i: usize| i > start && seen[i] == b'\n';
+        let ends =
+            |j: usize| seen[j] == b'\n' && (lf_at(j - 1) || (j >= 2 && seen[j - 1] == b'\r' && lf_at(j - 2)));
+        match (start + 1..seen.len()).find(|&j| ends(j)) {
+            Some(j) => Scan::Complete(j + 1),
             None if seen.len() >= max => Scan::TooLarge,
             None => Scan::Partial,
         }
@@ -1014,10 +1129,12 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", // bare LF
-            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", // bare CR
-            b"GET / HTTP/1.1\r\n\r\n",                  // no Host
+            b"GET / HTTP/1.1\rHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\r\r\n\n",
+            b"GET / HTTP/1.1\nHost: a\n\rX: b\n\n",
+            b"\rGET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\n\r\n", // no Host
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
         ] {

@@ -6,14 +6,16 @@
 //! even to 1.0 clients).
 //!
 //! Framing rules applied: no `Content-Length` on 1xx and 204 responses
-//! (RFC 9110 §8.6); a `Date` is sent when asked for (RFC 9110 §6.6.1 makes
-//! it mandatory for servers with a clock); field lines containing CR, LF or
-//! other control bytes are dropped rather than written, so a caller's
-//! untrusted value can never split the response.
+//! (RFC 9110 §8.6); a `Date` is sent when the caller passes one (RFC 9110
+//! §6.6.1 makes it mandatory for servers with a clock); field lines
+//! containing CR, LF or other control bytes are dropped rather than written,
+//! so a caller's untrusted value can never split the response.
+//!
+//! No clock is read here: the date is an argument, typically
+//! [`DateCache::date`](super::DateCache::date) of a cache the caller
+//! refreshes once per event-loop cycle.
 
-use std::cell::RefCell;
-
-use super::date::DateCache;
+use super::date::ImfFixdate;
 
 /// The standard reason phrase for `status`, or `""` for codes this module
 /// does not know (the reason phrase is optional, RFC 9112 §4).
@@ -62,11 +64,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-thread_local! {
-    // The reactor is single-threaded, so one cache per thread is one cache.
-    static DATE: RefCell<DateCache> = RefCell::new(DateCache::new());
-}
-
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -100,20 +97,21 @@ fn valid_status(status: u16) -> u16 {
     }
 }
 
-/// Writes the status line plus `Date` (if `date`) and `Server: wsreactor`.
+/// Writes the status line plus `Date` (if `date` is given) and
+/// `Server: wsreactor`.
 ///
 /// Statuses outside 100..=999 are a caller bug; they are logged and sent
 /// as 500 so that the status line stays well-formed.
-pub fn write_head_start(out: &mut Vec<u8>, status: u16, date: bool) {
+pub fn write_head_start(out: &mut Vec<u8>, status: u16, date: Option<&ImfFixdate>) {
     let status = valid_status(status);
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason_phrase(status).as_bytes());
     out.extend_from_slice(b"\r\n");
-    if date {
+    if let Some(date) = date {
         out.extend_from_slice(b"Date: ");
-        DATE.with(|c| out.extend_from_slice(c.borrow_mut().now()));
+        out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Server: wsreactor\r\n");
@@ -157,7 +155,7 @@ pub fn write_head_end(out: &mut Vec<u8>, status: u16, body_len: Option<u64>, kee
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a complete response head: status line, `Date` (if `date`),
+/// Appends a complete response head: status line, `Date` (if `date` is given),
 /// `Server: wsreactor`, `headers` in order (invalid ones are dropped, see
 /// [`write_header`]), `Content-Length` when `body_len` is `Some`,
 /// `Connection: close` when `!keep_alive`, and the final blank line.
@@ -170,7 +168,7 @@ pub fn write_head(
     headers: &[(&str, &str)],
     body_len: Option<u64>,
     keep_alive: bool,
-    date: bool,
+    date: Option<&ImfFixdate>,
 ) {
     write_head_start(out, status, date);
     for (name, value) in headers {
@@ -220,7 +218,8 @@ const PAGE_END: &[u8] = b"</body></html>";
 /// `extra_headers` go after `Content-Type` (e.g. `Allow` for 405, `Location`
 /// for 301, `Upgrade` for 426). With `head_only` (answering `HEAD`) the body
 /// is left out but `Content-Length` still gives its size
-/// (RFC 9110 §9.3.2). 1xx, 204 and 304 get a head without body.
+/// (RFC 9110 §9.3.2). 1xx, 204 and 304 get a head without body. `date` is
+/// the `Date` field's value (`None`: no `Date`).
 pub fn status_page(
     out: &mut Vec<u8>,
     status: u16,
@@ -228,9 +227,10 @@ pub fn status_page(
     extra_headers: &[(&str, &str)],
     keep_alive: bool,
     head_only: bool,
+    date: Option<&ImfFixdate>,
 ) {
     let status = valid_status(status);
-    write_head_start(out, status, true);
+    write_head_start(out, status, date);
     if forbids_content_length(status) || status == 304 {
         for (name, value) in extra_headers {
             write_header(out, name, value);
@@ -261,6 +261,8 @@ pub fn status_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::DateCache;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn text(v: &[u8]) -> &str {
         std::str::from_utf8(v).unwrap()
@@ -315,7 +317,7 @@ mod tests {
             &[("Content-Type", "text/plain"), ("X-A", "1")],
             Some(12345),
             true,
-            false,
+            None,
         );
         assert_eq!(
             text(&out),
@@ -323,35 +325,56 @@ mod tests {
         );
     }
 
+    /// The Date a cache gives for a fixed time: tests drive the clock.
+    fn date_at(secs: u64) -> DateCache {
+        let mut c = DateCache::new();
+        c.update(UNIX_EPOCH + Duration::from_secs(secs));
+        c
+    }
+
     #[test]
     fn head_with_date_and_close() {
+        let dates = date_at(784_111_777);
         let mut out = Vec::new();
-        write_head(&mut out, 404, &[], None, false, true);
+        write_head(&mut out, 404, &[], None, false, Some(dates.date()));
         let (head, body) = split(&out);
         assert!(body.is_empty());
         let lines: Vec<_> = head.split("\r\n").collect();
-        assert_eq!(lines[0], "HTTP/1.1 404 Not Found");
-        let date = lines[1].strip_prefix("Date: ").unwrap();
-        assert!(crate::http::date::parse_http_date(date).is_some(), "{date}");
-        assert_eq!(&lines[2..], ["Server: wsreactor", "Connection: close"]);
+        assert_eq!(
+            lines,
+            [
+                "HTTP/1.1 404 Not Found",
+                "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+                "Server: wsreactor",
+                "Connection: close"
+            ]
+        );
+    }
+
+    #[test]
+    fn status_page_date_follows_the_given_time() {
+        let mut dates = date_at(784_111_777);
+        let mut a = Vec::new();
+        status_page(&mut a, 404, None, &[], true, false, Some(dates.date()));
+        assert!(text(&a).contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+        dates.update(UNIX_EPOCH + Duration::from_secs(784_111_777 + 86_400 + 61));
+        let mut b = Vec::new();
+        status_page(&mut b, 404, None, &[], true, false, Some(dates.date()));
+        assert!(text(&b).contains("\r\nDate: Mon, 07 Nov 1994 08:50:38 GMT\r\n"));
+        let mut c = Vec::new();
+        status_page(&mut c, 404, None, &[], true, false, None);
+        assert!(!text(&c).contains("Date:"));
     }
 
     #[test]
     fn no_content_length_on_1xx_204() {
         for status in [101, 204] {
             let mut out = Vec::new();
-            write_head(
-                &mut out,
-                status,
-                &[("Upgrade", "websocket")],
-                Some(0),
-                true,
-                false,
-            );
+            write_head(&mut out, status, &[("Upgrade", "websocket")], Some(0), true, None);
             assert!(!text(&out).contains("Content-Length"), "{status}");
         }
         let mut out = Vec::new();
-        write_head(&mut out, 200, &[], Some(0), true, false);
+        write_head(&mut out, 200, &[], Some(0), true, None);
         assert!(text(&out).contains("Content-Length: 0\r\n"));
     }
 
@@ -366,17 +389,17 @@ mod tests {
         assert!(!write_header(&mut out, "", "v"));
         assert!(out.is_empty());
         assert!(write_header(&mut out, "X", "tab\tand ünïcode"));
-        write_head(&mut out, 200, &[("X", "a\r\nY: z")], None, true, false);
+        write_head(&mut out, 200, &[("X", "a\r\nY: z")], None, true, None);
         assert!(!text(&out).contains("Y: z"));
     }
 
     #[test]
     fn invalid_status_becomes_500() {
         let mut out = Vec::new();
-        write_head(&mut out, 42, &[], None, true, false);
+        write_head(&mut out, 42, &[], None, true, None);
         assert!(text(&out).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
         let mut out = Vec::new();
-        status_page(&mut out, 1000, None, &[], true, false);
+        status_page(&mut out, 1000, None, &[], true, false, None);
         let (head, body) = split(&out);
         let len: usize = head
             .split("\r\n")
@@ -394,7 +417,7 @@ mod tests {
     #[test]
     fn status_page_default_and_escaped() {
         let mut out = Vec::new();
-        status_page(&mut out, 404, None, &[], true, false);
+        status_page(&mut out, 404, None, &[], true, false, None);
         let (head, body) = split(&out);
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
@@ -410,6 +433,7 @@ mod tests {
             &[("Allow", "GET, HEAD")],
             false,
             false,
+            None,
         );
         let (head, body) = split(&out);
         assert!(head.contains("\r\nAllow: GET, HEAD\r\n"));
@@ -423,29 +447,32 @@ mod tests {
 
     #[test]
     fn status_page_head_only_keeps_length() {
+        let dates = date_at(784_111_777);
         let mut full = Vec::new();
-        status_page(&mut full, 403, Some("nope"), &[], true, false);
+        status_page(&mut full, 403, Some("nope"), &[], true, false, Some(dates.date()));
         let mut head_only = Vec::new();
-        status_page(&mut head_only, 403, Some("nope"), &[], true, true);
+        status_page(
+            &mut head_only,
+            403,
+            Some("nope"),
+            &[],
+            true,
+            true,
+            Some(dates.date()),
+        );
         let (h1, body) = split(&full);
         let (h2, rest) = split(&head_only);
         assert!(rest.is_empty());
         assert!(!body.is_empty());
-        // Same head apart from the Date line, which may tick over.
-        let strip = |h: &str| {
-            h.split("\r\n")
-                .filter(|l| !l.starts_with("Date: "))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        assert_eq!(strip(&h1), strip(&h2));
+        // The same head, Date included: the time is the caller's.
+        assert_eq!(h1, h2);
     }
 
     #[test]
     fn status_page_bodyless_statuses() {
         for status in [101, 204, 304] {
             let mut out = Vec::new();
-            status_page(&mut out, status, None, &[("ETag", "\"x\"")], true, false);
+            status_page(&mut out, status, None, &[("ETag", "\"x\"")], true, false, None);
             let (head, body) = split(&out);
             assert!(body.is_empty(), "{status}");
             assert!(!head.contains("Content-Length"), "{status}");

@@ -8,6 +8,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
+use crate::http::date::ImfFixdate;
+use crate::http::response;
+
 /// The GUID that RFC 6455 §1.3 appends to the key.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -130,26 +133,52 @@ pub fn validate_request<'h>(
     }
 }
 
-/// Appends the `101 Switching Protocols` response for `key` to `out`.
+/// Appends the `101 Switching Protocols` response for `key` to `out`, through the one HTTP
+/// head writer ([`crate::http::response`]): status line, `Date` (when `date` is given),
+/// `Server`, `Upgrade`, `Connection`, `Sec-WebSocket-Accept`, then
+/// `Sec-WebSocket-Protocol` if `protocol` is given, then `extra` fields in order.
 ///
-/// `protocol` is the chosen sub-protocol, if any; `extra` holds further header lines, each
-/// without its CRLF.
-pub fn write_response(out: &mut Vec<u8>, key: &[u8], protocol: Option<&str>, extra: &[&str]) {
-    out.extend_from_slice(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
-    );
-    out.extend_from_slice(accept_key(key).as_bytes());
-    out.extend_from_slice(b"\r\n");
+/// Field lines that could split the response (control bytes, a name that is not a token)
+/// are dropped, as for every head that module writes.
+///
+/// ```
+/// use wsreactor::http::DateCache;
+/// use wsreactor::proto::handshake::write_response;
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let mut dates = DateCache::new();
+/// let date = dates.at(UNIX_EPOCH + Duration::from_secs(784_111_777));
+/// let mut out = Vec::new();
+/// write_response(&mut out, b"dGhlIHNhbXBsZSBub25jZQ==", Some("chat"), &[], Some(date));
+/// assert_eq!(
+///     String::from_utf8(out).unwrap(),
+///     "HTTP/1.1 101 Switching Protocols\r\n\
+///      Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+///      Server: wsreactor\r\n\
+///      Upgrade: websocket\r\n\
+///      Connection: Upgrade\r\n\
+///      Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+///      Sec-WebSocket-Protocol: chat\r\n\r\n"
+/// );
+/// ```
+pub fn write_response(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    protocol: Option<&str>,
+    extra: &[(&str, &str)],
+    date: Option<&ImfFixdate>,
+) {
+    response::write_head_start(out, 101, date);
+    response::write_header(out, "Upgrade", "websocket");
+    response::write_header(out, "Connection", "Upgrade");
+    response::write_header(out, "Sec-WebSocket-Accept", &accept_key(key));
     if let Some(p) = protocol {
-        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
-        out.extend_from_slice(p.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        response::write_header(out, "Sec-WebSocket-Protocol", p);
     }
-    for line in extra {
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    for (name, value) in extra {
+        response::write_header(out, name, value);
     }
-    out.extend_from_slice(b"\r\n");
+    response::write_head_end(out, 101, None, true);
 }
 
 /// A fresh random `Sec-WebSocket-Key` for a client request, from 16 bytes of randomness.
@@ -219,12 +248,45 @@ mod tests {
 
     #[test]
     fn response_carries_accept_and_protocol() {
+        let mut dates = crate::http::DateCache::new();
+        let date = dates.at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000));
         let mut out = Vec::new();
-        write_response(&mut out, b"dGhlIHNhbXBsZSBub25jZQ==", Some("chat"), &[]);
+        write_response(
+            &mut out,
+            b"dGhlIHNhbXBsZSBub25jZQ==",
+            Some("chat"),
+            &[
+                ("X-A", "1"),
+                ("Bad\r\nName", "x"),
+                ("X-B", "evil\r\nSet-Cookie: y"),
+            ],
+            Some(date),
+        );
         let s = String::from_utf8(out).unwrap();
-        assert!(s.starts_with("HTTP/1.1 101 "));
-        assert!(s.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-        assert!(s.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        let lines: Vec<&str> = s.split("\r\n").collect();
+        assert_eq!(
+            lines,
+            [
+                "HTTP/1.1 101 Switching Protocols",
+                "Date: Sun, 09 Sep 2001 01:46:40 GMT",
+                "Server: wsreactor",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+                "Sec-WebSocket-Protocol: chat",
+                "X-A: 1",
+                "",
+                ""
+            ]
+        );
+        // No Date when none is given, no Content-Length on a 101, no protocol line.
+        let mut out = Vec::new();
+        write_response(&mut out, b"dGhlIHNhbXBsZSBub25jZQ==", None, &[], None);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("HTTP/1.1 101 Switching Protocols\r\nServer: wsreactor\r\nUpgrade: websocket\r\n")
+        );
+        assert!(!s.contains("Date:") && !s.contains("Content-Length") && !s.contains("Protocol:"));
         assert!(s.ends_with("\r\n\r\n"));
     }
 }

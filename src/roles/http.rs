@@ -9,14 +9,11 @@
 use super::Stop;
 use crate::connection::flag;
 use crate::context::Context;
+use crate::fileserver::FileStream;
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{self as req, HeadScanner, Request, Scan};
 use crate::http::{files, response};
 use crate::reason::Reason;
-use std::io::Read;
-
-/// Bytes of a file read per chunk when streaming a response.
-const FILE_CHUNK: usize = 64 << 10;
 
 /// A request body being received.
 #[derive(Debug, Default)]
@@ -26,13 +23,6 @@ pub(crate) enum Body {
     /// `Content-Length` bytes still to come.
     Length(u64),
     Chunked(ChunkedDecoder),
-}
-
-/// A file being streamed as a response body, a chunk per writable socket.
-#[derive(Debug)]
-pub(crate) struct FileStream {
-    pub(crate) file: std::fs::File,
-    pub(crate) remaining: u64,
 }
 
 /// HTTP-side state, boxed so that it costs one pointer once the connection is upgraded.
@@ -247,7 +237,8 @@ impl Context {
             self.respond(k, 404, None, &[]);
             return;
         };
-        let file = match cache.lookup(request.path()) {
+        let now = self.shared.date.time();
+        let file = match cache.lookup(request.path(), now) {
             Ok(f) => f,
             Err(e) => {
                 log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
@@ -260,16 +251,17 @@ impl Context {
             }
         };
         // The common request has no preconditions and no Range: its head is precomputed.
-        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved()));
+        let plan = (!files::is_unconditional(request)).then(|| files::plan(request, file.resolved(), now));
+        let date = Some(self.shared.date.date());
         let keep = c.has(flag::KEEP_ALIVE);
         let out = c.out_buf(&mut self.shared.bufs);
         let (range, body_len) = match &plan {
             None => {
-                file.write_ok_head(out, keep);
+                file.write_ok_head(out, keep, date);
                 (None, file.resolved().len)
             }
             Some(plan) => {
-                plan.write_head(out, keep);
+                plan.write_head(out, keep, date);
                 (plan.range, plan.body_len)
             }
         };
@@ -282,18 +274,8 @@ impl Context {
                 let _ = self.call(k, Reason::HttpFileCompletion);
                 return;
             }
-            match std::fs::File::open(&file.resolved().path) {
-                Ok(mut f) => {
-                    use std::io::Seek;
-                    if start > 0 && f.seek(std::io::SeekFrom::Start(start)).is_err() {
-                        self.remove(k);
-                        return;
-                    }
-                    c.http.as_mut().expect("held").file = Some(FileStream {
-                        file: f,
-                        remaining: body_len,
-                    });
-                }
+            match FileStream::open(&file.resolved().path, start, body_len) {
+                Ok(stream) => c.http.as_mut().expect("held").file = Some(stream),
                 Err(e) => {
                     // Raced with a delete: the head is out already, so only closing is honest.
                     log::warn!("{}: open {}: {e}", c.peer, file.resolved().path.display());
@@ -342,6 +324,7 @@ impl Context {
         };
         let head_only = c.request().is_some_and(|r| r.method() == req::Method::Head);
         let keep = c.has(flag::KEEP_ALIVE);
+        let date = Some(self.shared.date.date());
         response::status_page(
             c.out_buf(&mut self.shared.bufs),
             status,
@@ -349,6 +332,7 @@ impl Context {
             extra,
             keep,
             head_only,
+            date,
         );
         self.complete_http(k);
     }
@@ -388,26 +372,15 @@ impl Context {
         c.out_buf(&mut self.shared.bufs);
         c.out_pos = 0;
         let fs = c.http.as_mut().and_then(|h| h.file.as_mut()).expect("checked");
-        let want = fs.remaining.min(FILE_CHUNK as u64) as usize;
-        // The previous chunk's bytes are sent and get overwritten: only zero-fill when
-        // the buffer grows, not all 64 KiB for every chunk.
-        if c.out.len() < want {
-            c.out.resize(want, 0);
-        } else {
-            c.out.truncate(want);
-        }
-        match fs.file.read(&mut c.out[..want]) {
-            Ok(n) if n > 0 => {
-                c.out.truncate(n);
-                fs.remaining -= n as u64;
-                if fs.remaining == 0 {
-                    c.http.as_mut().expect("held").file = None;
-                    let _ = self.call(k, Reason::HttpFileCompletion);
-                }
+        match fs.next_chunk(&mut c.out) {
+            Ok(false) => true,
+            Ok(true) => {
+                c.http.as_mut().expect("held").file = None;
+                let _ = self.call(k, Reason::HttpFileCompletion);
                 self.conns.contains(k)
             }
-            r => {
-                log::warn!("{}: file read failed or ended early: {r:?}", c.peer);
+            Err(e) => {
+                log::warn!("{}: file read failed or ended early: {e}", c.peer);
                 self.remove(k);
                 false
             }

@@ -82,7 +82,7 @@ impl Context {
             .header_bytes("sec-websocket-key")
             .unwrap_or_default()
             .trim_ascii();
-        handshake::write_response(out, key, selected.as_deref(), &[]);
+        handshake::write_response(out, key, selected.as_deref(), &[], Some(self.shared.date.date()));
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
         c.deadline = None;

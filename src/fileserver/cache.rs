@@ -1,6 +1,6 @@
 //! The file server's cache of resolved files, in the manner of nginx's
 //! `open_file_cache` but revalidated on every use, so that it never serves
-//! what a fresh [`resolve`](super::files::resolve) would not.
+//! what a fresh [`resolve`](super::resolve::resolve) would not.
 //!
 //! An entry maps a request path (query stripped, still percent-encoded: a
 //! spelling always decodes to the same file path, so nothing is lost by
@@ -17,7 +17,8 @@
 //! the root when checked. Retargeting a symlink on the path to another file
 //! changes the inode seen by the `stat` and so refills.
 //!
-//! Content is cached only once the file's ctime is [`SETTLE`] in the past.
+//! Content is cached only once the file's ctime is [`SETTLE`] in the past
+//! (judged at the `now` the caller passes to [`FileCache::lookup`]).
 //! Timestamps have a granularity (a kernel tick, or 2 s on FAT), so two
 //! same-length writes within one tick leave identical metadata; a body read
 //! between them would then look current forever. Once the ctime is older than
@@ -32,8 +33,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use super::files::{self, FileError, Resolved};
-use super::response::{write_head_end, write_head_start};
+use super::resolve::{self, FileError};
+use crate::http::date::ImfFixdate;
+use crate::http::files::{self, Resolved};
+use crate::http::response::{write_head_end, write_head_start};
 
 /// Largest file whose content is cached; bigger ones are streamed from disk.
 pub(crate) const MAX_CACHED_FILE: usize = 64 << 10;
@@ -108,7 +111,7 @@ pub(crate) struct CachedFile {
 }
 
 impl CachedFile {
-    /// The file as [`files::resolve`] would have returned it.
+    /// The file as [`resolve::resolve`] would have returned it.
     pub(crate) fn resolved(&self) -> &Resolved {
         &self.resolved
     }
@@ -118,12 +121,12 @@ impl CachedFile {
         self.body.as_deref()
     }
 
-    /// Appends exactly what [`files::plan`]`(req, self.resolved()).write_head`
+    /// Appends exactly what [`files::plan`]`(req, self.resolved(), now).write_head`
     /// does for a request that [`files::is_unconditional`] accepts, from the
     /// precomputed fields.
-    pub(crate) fn write_ok_head(&self, out: &mut Vec<u8>, keep_alive: bool) {
+    pub(crate) fn write_ok_head(&self, out: &mut Vec<u8>, keep_alive: bool, date: Option<&ImfFixdate>) {
         out.reserve(self.ok_fields.len() + 96 + self.body.as_ref().map_or(0, |b| b.len()));
-        write_head_start(out, 200, true);
+        write_head_start(out, 200, date);
         out.extend_from_slice(&self.ok_fields);
         write_head_end(out, 200, None, keep_alive);
     }
@@ -177,23 +180,26 @@ impl FileCache {
         }
     }
 
-    /// The file for `request_path`, as [`files::resolve`] would map it
-    /// (same errors), from the cache when the file is unchanged.
-    pub(crate) fn lookup(&mut self, request_path: &str) -> Result<Rc<CachedFile>, FileError> {
+    /// The file for `request_path`, as [`resolve::resolve`] would map it
+    /// (same errors), from the cache when the file is unchanged. `now` is
+    /// the current time, for the settle check.
+    pub(crate) fn lookup(
+        &mut self,
+        request_path: &str,
+        now: SystemTime,
+    ) -> Result<Rc<CachedFile>, FileError> {
         let key = request_path.split('?').next().unwrap_or("");
         if let Some(e) = self.map.get(key) {
             match fs::metadata(&e.stat_path) {
                 Ok(m) if m.is_file() && Identity::of(&m) == e.id => {
-                    if !e.wants_body(self.limits.max_file)
-                        || e.id.unsettled(SystemTime::now(), self.limits.settle)
-                    {
+                    if !e.wants_body(self.limits.max_file) || e.id.unsettled(now, self.limits.settle) {
                         e.referenced.set(true);
                         return Ok(e.clone());
                     }
                     // Settled since it was filled: the mapping still holds, only
                     // the content is to be read.
                     let e = e.clone();
-                    let body = load_body(&e.resolved.path, &e.id, self.limits.settle);
+                    let body = load_body(&e.resolved.path, &e.id, now, self.limits.settle);
                     let entry = CachedFile {
                         resolved: e.resolved.clone(),
                         stat_path: e.stat_path.clone(),
@@ -212,10 +218,10 @@ impl FileCache {
             }
         }
         let root = self.root_canon()?;
-        let (resolved, stat_path, meta) = files::resolve_in(root, key)?;
+        let (resolved, stat_path, meta) = resolve::resolve_in(root, key)?;
         let id = Identity::of(&meta);
         let body = (resolved.len <= self.limits.max_file as u64 && self.limits.max_entries > 0)
-            .then(|| load_body(&resolved.path, &id, self.limits.settle))
+            .then(|| load_body(&resolved.path, &id, now, self.limits.settle))
             .flatten();
         let entry = CachedFile {
             ok_fields: files::ok_fields(&resolved).into_boxed_slice(),
@@ -232,7 +238,7 @@ impl FileCache {
     fn root_canon(&mut self) -> Result<&Path, FileError> {
         if self.root_canon.is_none() {
             // Logged once: a missing root would otherwise log per request.
-            let canon = files::canonical_root(&self.root, !self.root_error_logged);
+            let canon = resolve::canonical_root(&self.root, !self.root_error_logged);
             self.root_error_logged |= canon.is_err();
             self.root_canon = Some(canon?);
         }
@@ -296,9 +302,10 @@ impl FileCache {
 }
 
 /// The content of the file at `path` if it is still `id` before and after
-/// the read and has settled; otherwise `None` (it is streamed instead).
-fn load_body(path: &Path, id: &Identity, settle: Duration) -> Option<Box<[u8]>> {
-    if id.unsettled(SystemTime::now(), settle) {
+/// the read and has settled by `now`; otherwise `None` (it is streamed
+/// instead).
+fn load_body(path: &Path, id: &Identity, now: SystemTime, settle: Duration) -> Option<Box<[u8]>> {
+    if id.unsettled(now, settle) {
         return None;
     }
     let mut f = fs::File::open(path).ok()?;
@@ -316,8 +323,9 @@ fn load_body(path: &Path, id: &Identity, settle: Duration) -> Option<Box<[u8]>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fileserver::TempDir;
     use crate::http::request::{parse_head, Limits as ReqLimits};
-    use crate::http::TempDir;
+    use crate::http::DateCache;
     use std::time::UNIX_EPOCH;
 
     fn dirs() -> TempDir {
@@ -331,6 +339,11 @@ mod tests {
         fn root(&self) -> PathBuf {
             self.0.join("root")
         }
+    }
+
+    /// The tests on real files judge settling by the real clock.
+    fn now() -> SystemTime {
+        SystemTime::now()
     }
 
     fn limits() -> Limits {
@@ -360,11 +373,11 @@ mod tests {
         let t = dirs();
         fs::write(t.root().join("a.txt"), b"hello").unwrap();
         let mut c = cache(&t);
-        let a = c.lookup("/a.txt?x=1").unwrap();
+        let a = c.lookup("/a.txt?x=1", now()).unwrap();
         assert_eq!(a.body(), Some(&b"hello"[..]));
-        let b = c.lookup("/a.txt").unwrap();
+        let b = c.lookup("/a.txt", now()).unwrap();
         assert!(Rc::ptr_eq(&a, &b));
-        assert_eq!(*b.resolved(), files::resolve(&t.root(), "/a.txt").unwrap());
+        assert_eq!(*b.resolved(), resolve::resolve(&t.root(), "/a.txt").unwrap());
         assert_eq!(c.stats(), (1, 5));
     }
 
@@ -375,28 +388,28 @@ mod tests {
         fs::write(&p, b"one").unwrap();
         set_mtime(&p, 1_000_000);
         let mut c = cache(&t);
-        assert_eq!(c.lookup("/a.txt").unwrap().body(), Some(&b"one"[..]));
+        assert_eq!(c.lookup("/a.txt", now()).unwrap().body(), Some(&b"one"[..]));
         // Different length.
         fs::write(&p, b"three").unwrap();
         set_mtime(&p, 1_000_000);
-        assert_eq!(c.lookup("/a.txt").unwrap().body(), Some(&b"three"[..]));
+        assert_eq!(c.lookup("/a.txt", now()).unwrap().body(), Some(&b"three"[..]));
         // Same length, mtime set back to what it was: the ctime still moves.
         fs::write(&p, b"THREE").unwrap();
         set_mtime(&p, 1_000_000);
-        let e = c.lookup("/a.txt").unwrap();
+        let e = c.lookup("/a.txt", now()).unwrap();
         assert_eq!(e.body(), Some(&b"THREE"[..]));
         // Deleted: 404, and the entry is gone.
         fs::remove_file(&p).unwrap();
-        assert_eq!(c.lookup("/a.txt").unwrap_err(), FileError::NotFound);
+        assert_eq!(c.lookup("/a.txt", now()).unwrap_err(), FileError::NotFound);
         assert_eq!(c.stats(), (0, 0));
         // Created after the 404.
         fs::write(&p, b"back").unwrap();
-        assert_eq!(c.lookup("/a.txt").unwrap().body(), Some(&b"back"[..]));
+        assert_eq!(c.lookup("/a.txt", now()).unwrap().body(), Some(&b"back"[..]));
         // Replaced by a directory with an index.
         fs::remove_file(&p).unwrap();
         fs::create_dir(&p).unwrap();
         fs::write(p.join("index.html"), b"<p>dir</p>").unwrap();
-        let e = c.lookup("/a.txt").unwrap();
+        let e = c.lookup("/a.txt", now()).unwrap();
         assert_eq!(e.body(), Some(&b"<p>dir</p>"[..]));
         assert_eq!(e.resolved().content_type, "text/html; charset=utf-8");
     }
@@ -412,15 +425,19 @@ mod tests {
                 ..limits()
             },
         );
-        let e = c.lookup("/a.txt").unwrap();
+        let e = c.lookup("/a.txt", now()).unwrap();
         assert_eq!(e.body(), None);
         assert_eq!(e.resolved().len, 5);
         // The metadata is cached all the same.
-        assert!(Rc::ptr_eq(&e, &c.lookup("/a.txt").unwrap()));
-        // Once settled, the next hit reads the content.
-        c.limits.settle = Duration::ZERO;
-        assert_eq!(c.lookup("/a.txt").unwrap().body(), Some(&b"fresh"[..]));
+        assert!(Rc::ptr_eq(&e, &c.lookup("/a.txt", now()).unwrap()));
+        // Once settled (time driven by the caller), the next hit reads the
+        // content.
+        let later = now() + Duration::from_secs(3601);
+        assert_eq!(c.lookup("/a.txt", later).unwrap().body(), Some(&b"fresh"[..]));
         assert_eq!(c.stats(), (1, 5));
+        // A fresh entry judged an hour on is filled with content at once.
+        fs::write(t.root().join("b.txt"), b"new").unwrap();
+        assert_eq!(c.lookup("/b.txt", later).unwrap().body(), Some(&b"new"[..]));
     }
 
     #[test]
@@ -432,22 +449,22 @@ mod tests {
         let link = t.root().join("link.txt");
         symlink("a.txt", &link).unwrap();
         let mut c = cache(&t);
-        assert_eq!(c.lookup("/link.txt").unwrap().body(), Some(&b"inside"[..]));
+        assert_eq!(c.lookup("/link.txt", now()).unwrap().body(), Some(&b"inside"[..]));
         fs::remove_file(&link).unwrap();
         symlink(t.0.join("outside/secret.txt"), &link).unwrap();
-        assert_eq!(c.lookup("/link.txt").unwrap_err(), FileError::Forbidden);
+        assert_eq!(c.lookup("/link.txt", now()).unwrap_err(), FileError::Forbidden);
         // A directory on the path swapped for a link to outside.
         fs::write(t.root().join("sub/x.txt"), b"x").unwrap();
-        assert!(c.lookup("/sub/x.txt").is_ok());
+        assert!(c.lookup("/sub/x.txt", now()).is_ok());
         fs::rename(t.root().join("sub"), t.0.join("moved")).unwrap();
         fs::write(t.0.join("outside/x.txt"), b"y").unwrap();
         symlink(t.0.join("outside"), t.root().join("sub")).unwrap();
-        assert_eq!(c.lookup("/sub/x.txt").unwrap_err(), FileError::Forbidden);
+        assert_eq!(c.lookup("/sub/x.txt", now()).unwrap_err(), FileError::Forbidden);
         // Errors are the same as resolve's and not cached.
         for p in ["/../x", "/%00", "/nope", "/sub/../a.txt"] {
             assert_eq!(
-                c.lookup(p).unwrap_err(),
-                files::resolve(&t.root(), p).unwrap_err(),
+                c.lookup(p, now()).unwrap_err(),
+                resolve::resolve(&t.root(), p).unwrap_err(),
                 "{p}"
             );
         }
@@ -470,15 +487,15 @@ mod tests {
             },
         );
         // Too big for content: metadata only.
-        let big = c.lookup("/big.bin").unwrap();
+        let big = c.lookup("/big.bin", now()).unwrap();
         assert_eq!((big.body(), big.resolved().len), (None, 5000));
         for i in 0..10 {
-            let e = c.lookup(&format!("/{i}.txt")).unwrap();
+            let e = c.lookup(&format!("/{i}.txt"), now()).unwrap();
             assert_eq!(e.body().map(<[u8]>::len), Some(100));
             let (n, bytes) = c.stats();
             assert!(n <= 4 && bytes <= 350, "{n} {bytes}");
             // Keep 0.txt hot: second chance keeps it through the churn.
-            c.lookup("/0.txt").unwrap();
+            c.lookup("/0.txt", now()).unwrap();
         }
         assert!(c.map.contains_key("/0.txt"));
         assert!(c.order.len() <= 2 * c.map.len() + 64);
@@ -490,7 +507,7 @@ mod tests {
                 ..limits()
             },
         );
-        let e = off.lookup("/1.txt").unwrap();
+        let e = off.lookup("/1.txt", now()).unwrap();
         assert_eq!((e.body(), off.stats()), (None, (0, 0)));
     }
 
@@ -509,20 +526,16 @@ mod tests {
         .unwrap();
         assert!(files::is_unconditional(&req));
         for path in ["/a.txt", "/", "/x.bin"] {
-            let e = c.lookup(path).unwrap();
+            let e = c.lookup(path, now()).unwrap();
             for keep in [true, false] {
-                // Within one second the Date lines agree; retry across a tick.
-                let (a, b) = loop {
-                    let mut a = Vec::new();
-                    e.write_ok_head(&mut a, keep);
-                    let mut b = Vec::new();
-                    files::plan(&req, e.resolved()).write_head(&mut b, keep);
-                    let mut a2 = Vec::new();
-                    e.write_ok_head(&mut a2, keep);
-                    if a == a2 {
-                        break (a, b);
-                    }
-                };
+                // The same time, so the same Date line.
+                let mut dates = DateCache::new();
+                let date = dates.at(UNIX_EPOCH + Duration::from_secs(1_600_000_000));
+                let mut a = Vec::new();
+                e.write_ok_head(&mut a, keep, Some(date));
+                let mut b = Vec::new();
+                files::plan(&req, e.resolved(), now()).write_head(&mut b, keep, Some(date));
+                assert!(a.starts_with(b"HTTP/1.1 200 OK\r\nDate: Sun, 13 Sep 2020 12:26:40 GMT\r\n"));
                 assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
             }
         }
