@@ -196,9 +196,11 @@ impl ContextBuilder {
     }
 
     /// Most bytes read (and discarded) from a peer after our close frame is queued, while
-    /// waiting for its close frame and then its EOF; past it the connection is dropped. A
-    /// peer that keeps sending instead of closing cannot keep a closing connection reading
-    /// for the whole close timeout. Default 1 MiB.
+    /// waiting for its close frame and then its EOF. Past it the connection reads no more:
+    /// what is queued (the close frame, an error response) is still sent, then a FIN, and
+    /// the close timeout ends the connection. So a peer that keeps sending instead of
+    /// closing cannot keep a closing connection reading (and burning CPU) for the whole
+    /// close timeout. Default 1 MiB.
     pub fn max_close_drain(mut self, n: u64) -> Self {
         self.cfg.max_close_drain = n;
         self

@@ -94,6 +94,11 @@ impl Context {
                     break;
                 }
             }
+            if u64::from(c.drained) > self.cfg.max_close_drain {
+                // A closing peer that keeps sending: read no more of it; our last bytes go
+                // out, then the FIN, and the close deadline ends the connection.
+                break;
+            }
             let need_read = c.stash.is_empty() || c.has(flag::STASH_INCOMPLETE);
             if need_read && !c.has(flag::MAY_READ) {
                 break;
@@ -120,14 +125,10 @@ impl Context {
                         if c.has(flag::CLOSE_SENT) || c.state == State::Draining {
                             c.drained = c.drained.saturating_add(n as u32);
                             if u64::from(c.drained) > self.cfg.max_close_drain {
-                                log::debug!(
-                                    "{}: still sending {} B after our close: dropped",
-                                    c.peer,
-                                    c.drained
-                                );
-                                self.rxbuf = buf;
-                                self.remove(k);
-                                return;
+                                // Not a reset: that would destroy our close frame (or
+                                // response) still queued in the kernel.
+                                log::debug!("{}: still sending after our close: not read any more", c.peer);
+                                c.set(flag::SHUTDOWN_AFTER_FLUSH);
                             }
                         }
                     }

@@ -522,7 +522,12 @@ fn panicking_callback_closes_only_its_own_connection() {
     bad.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let end = loop {
         match bad.try_read_frame() {
-            Ok(Some(f)) if f.opcode == OpCode::Close => continue,
+            Ok(Some(f)) if f.opcode == OpCode::Close => {
+                // complete the close handshake, as a client does; the server then closes
+                let (code, _) = f.close();
+                bad.send_close(code.unwrap_or(1000), "");
+                continue;
+            }
             Ok(Some(f)) => panic!("unexpected frame from the panicking connection: {f:?}"),
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
