@@ -11,6 +11,7 @@ use crate::http::request::Method;
 use crate::http::response;
 use crate::proto::{encoder, OpCode};
 use crate::reason::{ConnId, ProtocolId, Reason};
+use crate::roles::http::queue_status_page;
 use crate::shared::{CtxRequest, Shared};
 use std::net::SocketAddr;
 
@@ -338,19 +339,7 @@ impl<'a> Wsi<'a> {
         if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
             return Err(WriteError::Closed);
         }
-        let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
-        let keep = c.has(flag::KEEP_ALIVE);
-        let date = Some(self.shared.date.date());
-        response::status_page(
-            c.out_buf(&mut self.shared.bufs),
-            status,
-            html,
-            &[],
-            keep,
-            head_only,
-            date,
-        );
-        c.complete_http();
+        queue_status_page(c, self.shared, status, html, &[]);
         Ok(())
     }
 

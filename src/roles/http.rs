@@ -7,13 +7,14 @@
 //! drives them for one connection.
 
 use super::Stop;
-use crate::connection::flag;
+use crate::connection::{flag, Conn};
 use crate::context::Context;
 use crate::fileserver::FileStream;
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{self as req, HeadScanner, Request, Scan};
 use crate::http::{files, response};
 use crate::reason::Reason;
+use crate::shared::Shared;
 
 /// A request body being received.
 #[derive(Debug, Default)]
@@ -322,19 +323,7 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        let head_only = c.request().is_some_and(|r| r.method() == req::Method::Head);
-        let keep = c.has(flag::KEEP_ALIVE);
-        let date = Some(self.shared.date.date());
-        response::status_page(
-            c.out_buf(&mut self.shared.bufs),
-            status,
-            text,
-            extra,
-            keep,
-            head_only,
-            date,
-        );
-        self.complete_http(k);
+        queue_status_page(c, &mut self.shared, status, text, extra);
     }
 
     /// After a flush that emptied the out buffer: once the response is out and the request
@@ -386,4 +375,28 @@ impl Context {
             }
         }
     }
+}
+
+/// Queues a small HTML status page as the response to the current request, framed for its
+/// method (no body for HEAD) and keep-alive, and completes the transaction.
+pub(crate) fn queue_status_page(
+    c: &mut Conn,
+    shared: &mut Shared,
+    status: u16,
+    text: Option<&str>,
+    extra: &[(&str, &str)],
+) {
+    let head_only = c.request().is_some_and(|r| r.method() == req::Method::Head);
+    let keep = c.has(flag::KEEP_ALIVE);
+    let out = c.out_buf(&mut shared.bufs);
+    response::status_page(
+        out,
+        status,
+        text,
+        extra,
+        keep,
+        head_only,
+        Some(shared.date.date()),
+    );
+    c.complete_http();
 }
