@@ -4,11 +4,15 @@
 //!
 //! ```text
 //! cargo run --release --example echo-server -- [--port 9001] [--interface 127.0.0.1] [-d LEVEL]
+//!     [--ssl [--cert FILE.pem --key FILE.pem] [--ca CA.pem]]
 //! ```
 //!
 //! Messages are echoed piece by piece as they arrive (no reassembly), so memory stays flat
 //! whatever the message size. A client that sends faster than it reads is slowed with rx
 //! flow control once 1 MiB of echo is waiting for it.
+
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::time::Duration;
 use wsreactor::{Close, Context, Protocol, Reason, WriteProtocol, Wsi};
@@ -52,8 +56,12 @@ fn main() -> std::io::Result<()> {
     let mut port = 9001u16;
     let mut interface = None;
     let mut level = log::LevelFilter::Warn;
+    let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if tls.take(&a, &mut args) {
+            continue;
+        }
         match a.as_str() {
             "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--interface" | "-i" => interface = args.next(),
@@ -61,7 +69,10 @@ fn main() -> std::io::Result<()> {
                 level = wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
             }
             "-h" | "--help" => {
-                println!("usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK]");
+                println!(
+                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {}",
+                    tls::USAGE
+                );
                 return Ok(());
             }
             other => {
@@ -78,10 +89,11 @@ fn main() -> std::io::Result<()> {
     if let Some(i) = &interface {
         b = b.interface(i);
     }
-    let mut ctx = b.build()?;
+    let mut ctx = tls.apply(b).build()?;
     eprintln!(
-        "echo-server: listening on {}",
-        ctx.local_addr().expect("listening")
+        "echo-server: listening on {} ({})",
+        ctx.local_addr().expect("listening"),
+        if tls.scheme() == "https" { "wss" } else { "ws" }
     );
     loop {
         ctx.service(Duration::from_secs(1))?;

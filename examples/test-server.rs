@@ -3,7 +3,11 @@
 //! ```text
 //! cargo run --release --example test-server -- [--port 7681] [--interface ADDR|IFACE]
 //!     [--resource-path www] [--closetest] [-d LWS_LOG_MASK]
+//!     [--ssl [--cert FILE.pem --key FILE.pem] [--ca CA.pem]]
 //! ```
+//!
+//! `--ssl` serves https:// and wss:// on the same port (a self-signed certificate made at
+//! start-up unless `--cert`/`--key` are given).
 //!
 //! Serves the files of `--resource-path` over HTTP (`/` is `test.html`) and these protocols
 //! on the same port:
@@ -15,6 +19,9 @@
 //! | `lws-mirror-protocol` | every message goes to every client of the same room (`?mirror=NAME`), through a bounded ring with rx flow control for slow clients |
 //! | `lws-status` | a JSON list of the live WebSocket connections, sent whenever it changes |
 //! | `echo` | echoes each message |
+
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -309,8 +316,12 @@ fn main() -> std::io::Result<()> {
     let mut resource_path = String::from("www");
     let mut close_test = false;
     let mut level = log::LevelFilter::Info;
+    let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if tls.take(&a, &mut args) {
+            continue;
+        }
         match a.as_str() {
             "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--interface" | "-i" => interface = args.next(),
@@ -321,7 +332,8 @@ fn main() -> std::io::Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: test-server [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [-d LWS_LOG_MASK]"
+                    "usage: test-server [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [-d LWS_LOG_MASK] {}",
+                    tls::USAGE
                 );
                 return Ok(());
             }
@@ -362,14 +374,15 @@ fn main() -> std::io::Result<()> {
     if let Some(i) = &interface {
         b = b.interface(i);
     }
-    let mut ctx = b.build()?;
+    let mut ctx = tls.apply(b).build()?;
     reg.borrow_mut().status = ctx.protocol_by_name("lws-status");
     let dumb = ctx
         .protocol_by_name("dumb-increment-protocol")
         .expect("registered");
     log::info!(
-        "wsreactor {} test server on http://{} serving {resource_path}",
+        "wsreactor {} test server on {}://{} serving {resource_path}",
         wsreactor::version(),
+        tls.scheme(),
         ctx.local_addr().expect("listening")
     );
     // As in libwebsockets' test server: the main loop ticks the counter every 50 ms.

@@ -12,7 +12,12 @@ use crate::protocol::Protocol;
 use crate::readiness::Readiness;
 use crate::reason::ProtocolEvent;
 use crate::shared::{BufPool, Shared};
+use crate::timers::Timers;
+use crate::tls::{ClientCerts, Pem, PlainHttp, TlsOptions};
+use slab::Slab;
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of one protocol beyond its handler (the other fields of libwebsockets'
@@ -73,6 +78,7 @@ pub struct ContextBuilder {
     resource_path: Option<std::path::PathBuf>,
     file_cache_entries: usize,
     file_cache_bytes: usize,
+    tls: TlsOptions,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -109,6 +115,7 @@ impl ContextBuilder {
             resource_path: None,
             file_cache_entries: 1024,
             file_cache_bytes: 16 << 20,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -168,6 +175,11 @@ impl ContextBuilder {
 
     /// Bound on the bytes queued and unsent per connection; a write beyond it returns
     /// [`WriteError::BackPressure`](crate::WriteError). Default 4 MiB.
+    ///
+    /// The bound also governs reading: while more than half of it is queued, the
+    /// connection's input is not read (nor decoded further), so a peer that sends without
+    /// reading the replies (pongs, echoes, responses) is slowed by TCP rather than growing
+    /// the out buffer.
     pub fn max_unsent(mut self, n: usize) -> Self {
         self.max_unsent = n.max(1);
         self
@@ -250,6 +262,120 @@ impl ContextBuilder {
         self
     }
 
+    /// Serves TLS (wss:// and https://) with the certificate chain and private key in
+    /// these PEM files (libwebsockets' `ssl_cert_filepath` and `ssl_private_key_filepath`).
+    /// Read by [`build`](Self::build), which fails with the file and the reason if they do
+    /// not load or do not match.
+    ///
+    /// ```no_run
+    /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
+    /// # #[derive(Default)] struct Echo;
+    /// # impl Protocol for Echo { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// let ctx = Context::builder()
+    ///     .port(443)
+    ///     .ssl_cert_filepath("/etc/ssl/example.pem")
+    ///     .ssl_private_key_filepath("/etc/ssl/example.key")
+    ///     .protocol("echo", Echo)
+    ///     .build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn ssl_cert_filepath(mut self, path: impl Into<PathBuf>) -> Self {
+        let key = match self.tls.cert.take() {
+            Some(Pem::Files(_, k)) => k,
+            _ => PathBuf::new(),
+        };
+        self.tls.cert = Some(Pem::Files(path.into(), key));
+        self
+    }
+
+    /// The PEM file of the private key for [`ssl_cert_filepath`](Self::ssl_cert_filepath).
+    pub fn ssl_private_key_filepath(mut self, path: impl Into<PathBuf>) -> Self {
+        let cert = match self.tls.cert.take() {
+            Some(Pem::Files(c, _)) => c,
+            _ => PathBuf::new(),
+        };
+        self.tls.cert = Some(Pem::Files(cert, path.into()));
+        self
+    }
+
+    /// Serves TLS with a certificate chain and key given as PEM text in memory.
+    pub fn ssl_cert_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.tls.cert = Some(Pem::Memory(chain.into(), key.into()));
+        self
+    }
+
+    /// One more certificate on the same listener, chosen when the client asks for
+    /// `server_name` by SNI (libwebsockets' vhosts sharing a port; `*.example.com` matches
+    /// one label). Clients that send no name, or another one, get the main certificate
+    /// ([`ssl_cert_filepath`](Self::ssl_cert_filepath) or [`ssl_cert_pem`](Self::ssl_cert_pem);
+    /// without one, the first SNI certificate).
+    pub fn ssl_sni_cert_pem(
+        mut self,
+        server_name: &str,
+        chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls
+            .sni
+            .push((server_name.to_owned(), Pem::Memory(chain.into(), key.into())));
+        self
+    }
+
+    /// [`ssl_sni_cert_pem`](Self::ssl_sni_cert_pem) from PEM files.
+    pub fn ssl_sni_cert_filepath(
+        mut self,
+        server_name: &str,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls
+            .sni
+            .push((server_name.to_owned(), Pem::Files(cert.into(), key.into())));
+        self
+    }
+
+    /// The PEM file of the CA certificates that client certificates are verified against
+    /// (libwebsockets' `ssl_ca_filepath`); see [`ssl_client_certs`](Self::ssl_client_certs).
+    pub fn ssl_ca_filepath(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca = Some(path.into());
+        self
+    }
+
+    /// Asks TLS clients for a certificate, optionally or as a requirement
+    /// (`LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT`); needs
+    /// [`ssl_ca_filepath`](Self::ssl_ca_filepath). The first protocol then sees each verified
+    /// chain in [`Reason::PerformClientCertVerification`](crate::Reason) and may refuse it.
+    /// Default: [`ClientCerts::None`].
+    pub fn ssl_client_certs(mut self, mode: ClientCerts) -> Self {
+        self.tls.client_certs = mode;
+        self
+    }
+
+    /// The TLS cipher suites allowed, by IANA name, separated by `:` (libwebsockets'
+    /// `ssl_cipher_list`), e.g. `"TLS_AES_256_GCM_SHA384:TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"`.
+    /// A name rustls does not offer fails [`build`](Self::build), listing the known ones.
+    /// Default: rustls' own list (AES-GCM and ChaCha20-Poly1305, TLS 1.3 and 1.2).
+    pub fn ssl_cipher_list(mut self, list: &str) -> Self {
+        self.tls.cipher_list = Some(list.to_owned());
+        self
+    }
+
+    /// Uses this rustls configuration for TLS as it is, for everything the settings above
+    /// do not cover (libwebsockets' user-supplied `SSL_CTX`). The certificate, SNI, CA,
+    /// client-certificate and cipher settings are then ignored.
+    pub fn ssl_server_config(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls.server_config = Some(config);
+        self
+    }
+
+    /// What the TLS port does with a client speaking plain HTTP. Default:
+    /// [`PlainHttp::Refuse`] (400).
+    pub fn ssl_plain_http(mut self, policy: PlainHttp) -> Self {
+        self.tls.plain = policy;
+        self
+    }
+
     /// Creates the context: opens the listener and sends `PROTOCOL_INIT` to each
     /// protocol.
     pub fn build(self) -> io::Result<Context> {
@@ -262,6 +388,11 @@ impl ContextBuilder {
         if self.protocols.len() > u16::MAX as usize {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many protocols"));
         }
+        let tls = if self.tls.enabled() {
+            Some(self.tls.build()?)
+        } else {
+            None
+        };
         let readiness = Readiness::new()?;
         let mut listeners = Vec::new();
         if let Some(port) = self.port {
@@ -294,15 +425,20 @@ impl ContextBuilder {
                 },
             )
         });
-        let mut ctx = Context::new(
+        let mut ctx = Context {
             readiness,
+            ready: Vec::with_capacity(1024),
             listeners,
-            self.protocols,
+            conns: Slab::new(),
+            protocols: self.protocols,
             shared,
-            vec![0; self.rx_buffer_size],
-            self.cfg,
+            timers: Timers::default(),
+            rxbuf: vec![0; self.rx_buffer_size],
+            cfg: self.cfg,
             file_cache,
-        );
+            tls,
+            next_gen: 1,
+        };
         ctx.protocol_event_all(ProtocolEvent::Init);
         Ok(ctx)
     }

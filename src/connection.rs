@@ -10,9 +10,9 @@ use crate::http::request::Request;
 use crate::proto::Receiver;
 use crate::roles::http::HttpState;
 use crate::shared::BufPool;
+use crate::timers::Tick;
 use crate::transport::Transport;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,40 +29,43 @@ pub(crate) enum State {
 /// Bit flags of [`Conn::flags`].
 pub(crate) mod flag {
     /// rx flow control: reading is paused by the user.
-    pub(crate) const RX_PAUSED: u16 = 1 << 0;
+    pub(crate) const RX_PAUSED: u32 = 1 << 0;
     /// The socket may hold unread data (no WouldBlock seen since the last edge).
-    pub(crate) const MAY_READ: u16 = 1 << 1;
+    pub(crate) const MAY_READ: u32 = 1 << 1;
     /// The last write hit WouldBlock: wait for a writable edge.
-    pub(crate) const WRITE_BLOCKED: u16 = 1 << 2;
+    pub(crate) const WRITE_BLOCKED: u32 = 1 << 2;
     /// The user asked for a WRITEABLE callback.
-    pub(crate) const WANT_WRITABLE: u16 = 1 << 3;
+    pub(crate) const WANT_WRITABLE: u32 = 1 << 3;
     /// The stash holds an incomplete unit (frame header, control frame): read before
     /// decoding again.
-    pub(crate) const STASH_INCOMPLETE: u16 = 1 << 4;
+    pub(crate) const STASH_INCOMPLETE: u32 = 1 << 4;
     /// We sent a close frame.
-    pub(crate) const CLOSE_SENT: u16 = 1 << 5;
+    pub(crate) const CLOSE_SENT: u32 = 1 << 5;
     /// The peer's close frame arrived.
-    pub(crate) const CLOSE_RECEIVED: u16 = 1 << 6;
+    pub(crate) const CLOSE_RECEIVED: u32 = 1 << 6;
     /// CLOSED (or CLOSED_HTTP) was delivered.
-    pub(crate) const CLOSED_NOTIFIED: u16 = 1 << 7;
+    pub(crate) const CLOSED_NOTIFIED: u32 = 1 << 7;
     /// A fragmented message is being sent: only continuation frames may follow.
-    pub(crate) const SENDING_FRAGMENTED: u16 = 1 << 8;
+    pub(crate) const SENDING_FRAGMENTED: u32 = 1 << 8;
     /// Shut the write side down once the out buffer is flushed, then drain.
-    pub(crate) const SHUTDOWN_AFTER_FLUSH: u16 = 1 << 9;
+    pub(crate) const SHUTDOWN_AFTER_FLUSH: u32 = 1 << 9;
     /// Queued in the context's resume-read list.
-    pub(crate) const IN_RESUME: u16 = 1 << 10;
+    pub(crate) const IN_RESUME: u32 = 1 << 10;
     /// The HTTP connection is kept alive after the current response.
-    pub(crate) const KEEP_ALIVE: u16 = 1 << 11;
+    pub(crate) const KEEP_ALIVE: u32 = 1 << 11;
     /// The current HTTP response was fully queued (transaction completed).
-    pub(crate) const HTTP_RESPONDED: u16 = 1 << 12;
+    pub(crate) const HTTP_RESPONDED: u32 = 1 << 12;
     /// A timer-heap entry for this connection is pending.
-    pub(crate) const TIMER_ARMED: u16 = 1 << 13;
+    pub(crate) const TIMER_ARMED: u32 = 1 << 13;
     /// The connection was upgraded to a WebSocket (CLOSED, not CLOSED_HTTP, ends it).
-    pub(crate) const UPGRADED: u16 = 1 << 14;
+    pub(crate) const UPGRADED: u32 = 1 << 14;
     /// Reading stopped because the out buffer is over `max_unsent`: the peer is not reading
     /// what it asks for (echoes, pongs, responses), so it must not be read either. Lifted
     /// when the out buffer drains.
-    pub(crate) const OUT_FULL: u16 = 1 << 15;
+    pub(crate) const OUT_FULL: u32 = 1 << 15;
+    /// Plain bytes arrived on a TLS listener that refuses or redirects plain HTTP: the
+    /// first request gets that answer.
+    pub(crate) const PLAIN_ON_TLS: u32 = 1 << 16;
 }
 
 pub(crate) struct Conn {
@@ -74,7 +77,7 @@ pub(crate) struct Conn {
     pub(crate) stash: Vec<u8>,
     pub(crate) rx: Receiver,
     pub(crate) http: Option<Box<HttpState>>,
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Option<Tick>,
     pub(crate) out_pos: u32,
     /// Bytes read and discarded since our close frame was queued (bounded by
     /// `max_close_drain`), so a peer that keeps sending cannot keep a closing connection
@@ -83,23 +86,23 @@ pub(crate) struct Conn {
     pub(crate) gen: u32,
     pub(crate) session: u32,
     pub(crate) proto: u16,
-    pub(crate) flags: u16,
+    pub(crate) flags: u32,
     pub(crate) state: State,
 }
 
 impl Conn {
     #[inline]
-    pub(crate) fn has(&self, f: u16) -> bool {
+    pub(crate) fn has(&self, f: u32) -> bool {
         self.flags & f != 0
     }
 
     #[inline]
-    pub(crate) fn set(&mut self, f: u16) {
+    pub(crate) fn set(&mut self, f: u32) {
         self.flags |= f;
     }
 
     #[inline]
-    pub(crate) fn clear(&mut self, f: u16) {
+    pub(crate) fn clear(&mut self, f: u32) {
         self.flags &= !f;
     }
 

@@ -22,6 +22,7 @@ use crate::readiness::{Readiness, Ready, Source};
 use crate::reason::{ProtocolEvent, ProtocolId, Reason};
 use crate::shared::{CtxRequest, Shared};
 use crate::timers::Timers;
+use crate::tls::TlsContext;
 use mio::net::TcpListener;
 use slab::Slab;
 use std::io;
@@ -71,7 +72,7 @@ impl CancelHandle {
 pub struct Context {
     pub(crate) readiness: Readiness,
     /// Events of the current `service()` call (kept to reuse its allocation).
-    ready: Vec<Ready>,
+    pub(crate) ready: Vec<Ready>,
     pub(crate) listeners: Vec<TcpListener>,
     pub(crate) conns: Slab<Conn>,
     pub(crate) protocols: Vec<Registered>,
@@ -81,6 +82,8 @@ pub struct Context {
     pub(crate) rxbuf: Vec<u8>,
     pub(crate) cfg: Config,
     pub(crate) file_cache: Option<FileCache>,
+    /// The TLS configuration of the listeners, when they serve TLS.
+    pub(crate) tls: Option<TlsContext>,
     pub(crate) next_gen: u32,
 }
 
@@ -88,30 +91,6 @@ impl Context {
     /// A builder with the defaults: port 7681 on all interfaces, no protocols.
     pub fn builder() -> ContextBuilder {
         ContextBuilder::new()
-    }
-
-    pub(crate) fn new(
-        readiness: Readiness,
-        listeners: Vec<TcpListener>,
-        protocols: Vec<Registered>,
-        shared: Shared,
-        rxbuf: Vec<u8>,
-        cfg: Config,
-        file_cache: Option<FileCache>,
-    ) -> Context {
-        Context {
-            readiness,
-            ready: Vec::with_capacity(1024),
-            listeners,
-            conns: Slab::new(),
-            protocols,
-            shared,
-            timers: Timers::default(),
-            rxbuf,
-            cfg,
-            file_cache,
-            next_gen: 1,
-        }
     }
 
     /// The address of the (first) listener, e.g. to learn the port chosen for port 0.

@@ -16,7 +16,8 @@ use crate::dispatch::deliver_closed;
 use crate::readiness::Ready;
 use crate::reason::Reason;
 use crate::roles::Stop;
-use crate::transport::Sent;
+use crate::tls::PlainHttp;
+use crate::transport::{Sent, Sniffed};
 
 /// Unsent bytes past which reading goes on only after a flush: a large transfer hands the
 /// kernel what is queued rather than letting a whole read budget pile up.
@@ -78,7 +79,6 @@ impl Context {
     /// then flushes.
     pub(crate) fn read_conn(&mut self, k: usize) {
         let mut budget = self.cfg.read_budget;
-        let max_unsent = self.shared.max_unsent;
         loop {
             let Some(c) = self.conns.get_mut(k) else {
                 return;
@@ -87,10 +87,7 @@ impl Context {
                 if c.has(flag::RX_PAUSED) {
                     break;
                 }
-                // Replies (echoes, pongs, responses) the peer does not read: stop reading
-                // it until they drain, or a peer that only writes grows our memory.
-                if c.unsent() > max_unsent {
-                    c.set(flag::OUT_FULL);
+                if self.shared.out_full(c) {
                     break;
                 }
             }
@@ -102,6 +99,26 @@ impl Context {
             let need_read = c.stash.is_empty() || c.has(flag::STASH_INCOMPLETE);
             if need_read && !c.has(flag::MAY_READ) {
                 break;
+            }
+            if c.transport.needs_sniff() {
+                match c.transport.sniff() {
+                    Ok(Sniffed::NotYet) => {
+                        c.clear(flag::MAY_READ);
+                        break;
+                    }
+                    Ok(Sniffed::Tls) => {}
+                    Ok(Sniffed::Plain) => {
+                        log::debug!("{}: plain bytes on the TLS port", c.peer);
+                        if self.tls.as_ref().is_some_and(|t| t.plain != PlainHttp::Serve) {
+                            c.set(flag::PLAIN_ON_TLS);
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!("{}: read: {e}", c.peer);
+                        self.remove(k);
+                        return;
+                    }
+                }
             }
             let mut buf = std::mem::take(&mut self.rxbuf);
             let s = c.stash.len();
@@ -141,6 +158,10 @@ impl Context {
                         return;
                     }
                 }
+            }
+            if c.transport.handshake_done() && !self.tls_established(k) {
+                self.rxbuf = buf;
+                return;
             }
             let mut stop = Stop::Done;
             if len > s || (s > 0 && !need_read) {
@@ -241,7 +262,7 @@ impl Context {
                 return;
             };
             let last = c.closes_when_flushed();
-            if c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
+            if (c.unsent() > 0 || c.transport.wants_write()) && !c.has(flag::WRITE_BLOCKED) {
                 match c.transport.write_out(&c.out, &mut c.out_pos, last) {
                     Ok(Sent::All) => {}
                     Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
@@ -252,7 +273,7 @@ impl Context {
                     }
                 }
             }
-            if c.unsent() > 0 || c.has(flag::WRITE_BLOCKED) {
+            if c.unsent() > 0 || c.has(flag::WRITE_BLOCKED) || c.transport.wants_write() {
                 break;
             }
             // A file response streams one chunk per drained buffer, so a large file never
@@ -278,7 +299,9 @@ impl Context {
             c.clear(flag::OUT_FULL);
             self.shared.schedule_resume(k, c);
         }
-        let done = c.unsent() == 0;
+        // For TLS, records rustls still holds count as unsent: the connection is not done
+        // with its output (a shutdown, a close) before they are out.
+        let done = c.unsent() == 0 && !c.has(flag::WRITE_BLOCKED) && !c.transport.wants_write();
         if done && c.closes_when_flushed() {
             self.notify_closed(k);
             self.remove(k);
@@ -320,5 +343,33 @@ impl Context {
         self.shared.bufs.give(c.out);
         self.shared.bufs.give(c.stash);
         log::debug!("{}: closed", c.peer);
+    }
+}
+
+impl Context {
+    /// The TLS handshake just finished: with client certificates asked for, the first
+    /// protocol sees a presented chain and may refuse it. False if the connection was
+    /// refused (and removed).
+    fn tls_established(&mut self, k: usize) -> bool {
+        let Some(c) = self.conns.get_mut(k) else {
+            return false;
+        };
+        log::debug!(
+            "{}: TLS established (SNI {:?})",
+            c.peer,
+            c.transport.server_name()
+        );
+        let Some(chain) = c.transport.peer_certificates().map(<[_]>::to_vec) else {
+            return true;
+        };
+        if self
+            .call(k, Reason::PerformClientCertVerification { chain: &chain })
+            .is_err()
+        {
+            log::debug!("client certificate refused by the protocol");
+            self.remove(k);
+            return false;
+        }
+        true
     }
 }

@@ -36,6 +36,7 @@ mod reason;
 mod roles;
 mod shared;
 mod timers;
+mod tls;
 mod transport;
 mod wsi;
 
@@ -43,6 +44,10 @@ pub use builder::{ContextBuilder, ProtocolSpec};
 pub use context::{CancelHandle, Context};
 pub use protocol::Protocol;
 pub use reason::{Close, ConnId, ProtocolEvent, ProtocolId, Reason};
+/// The rustls types that appear in this API ([`ContextBuilder::ssl_server_config`],
+/// certificate chains), re-exported so that they match the version used here.
+pub use rustls;
+pub use tls::{ClientCerts, PlainHttp};
 pub use wsi::{ProtocolContext, WriteError, WriteProtocol, Wsi};
 
 /// The library version (`lws_get_library_version`).

@@ -98,7 +98,16 @@ impl Context {
             // `open`): one setsockopt per connection saved.
             #[cfg(not(target_os = "linux"))]
             let _ = sock.set_nodelay(true);
-            let mut transport = Transport::tcp(sock);
+            let mut transport = match &self.tls {
+                None => Transport::tcp(sock),
+                Some(tls) => match Transport::tls(sock, tls) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        log::warn!("{peer}: TLS session: {e}");
+                        continue;
+                    }
+                },
+            };
             let entry = self.conns.vacant_entry();
             let k = entry.key();
             if k > MAX_CONN_KEY {
@@ -110,7 +119,7 @@ impl Context {
             }
             let gen = self.next_gen;
             self.next_gen = self.next_gen.wrapping_add(1);
-            let deadline = Instant::now() + self.cfg.handshake_timeout;
+            let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
             entry.insert(Conn {
                 transport,
                 peer,

@@ -78,6 +78,14 @@ pub enum Reason<'a> {
         /// The peer's close reason (UTF-8).
         reason: &'a [u8],
     },
+    /// `LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION` (first protocol): the TLS
+    /// handshake finished and the client presented a certificate chain that rustls verified
+    /// against the CA file; returning an error refuses the connection before any request is
+    /// read. Only with [`ssl_client_certs`](crate::ContextBuilder::ssl_client_certs).
+    PerformClientCertVerification {
+        /// The client's chain, end-entity certificate first (DER).
+        chain: &'a [rustls_pki_types::CertificateDer<'static>],
+    },
     /// `LWS_CALLBACK_WSI_DESTROY`: the connection object is about to be freed; last call.
     WsiDestroy,
     /// `LWS_CALLBACK_FILTER_HTTP_CONNECTION`: an HTTP request (not an upgrade) arrived;

@@ -76,6 +76,21 @@ impl Shared {
         }
     }
 
+    /// Whether the connection's out buffer is too full to go on reading it: more than half of
+    /// `max_unsent` is queued. Replies the peer is not reading (pongs, echoes, responses)
+    /// then stop its input instead of growing our memory; and stopping at half leaves a
+    /// callback room to write up to half the bound without being refused because of replies
+    /// the reactor queued itself.
+    #[inline]
+    pub(crate) fn out_full(&self, c: &mut Conn) -> bool {
+        if c.unsent() > self.max_unsent / 2 {
+            c.set(flag::OUT_FULL);
+            true
+        } else {
+            false
+        }
+    }
+
     pub(crate) fn protocol_id(&self, name: &str) -> Option<ProtocolId> {
         self.protocol_names
             .iter()

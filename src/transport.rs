@@ -2,32 +2,83 @@
 //!
 //! Everything above it (the roles, the protocol callbacks) sees plaintext bytes read into
 //! the context-wide receive buffer and queues plaintext in the connection's out buffer; this
-//! module moves those bytes between the buffers and the kernel. Plain TCP today. TLS
-//! (rustls) slots in here as a second kind of transport, between the socket bytes and the
-//! role, so a role never knows whether its bytes are encrypted; an adopted raw descriptor
-//! would be a third.
+//! module moves those bytes between the buffers and the kernel, through a rustls session
+//! when the connection is TLS. A role never knows whether its bytes were encrypted.
+//!
+//! A TLS session is boxed beside the socket, so a plain connection pays one pointer for it.
+//! An adopted raw descriptor would be one more kind of socket here.
 
+use crate::tls::TlsContext;
 use mio::net::TcpStream;
+use rustls::ServerConnection;
+use rustls_pki_types::CertificateDer;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
 
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Bytes rustls may hold of encrypted output not yet taken by the kernel (beyond that,
+/// `write_out` reports back-pressure as a full socket does).
+const TLS_BUFFER_LIMIT: usize = 64 << 10;
+
 /// How a write pass over the out buffer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
-    /// The kernel took everything.
+    /// The kernel took everything (for TLS: every record too).
     All,
     /// The socket is full: wait for a writable edge.
     Blocked,
 }
 
+/// What the first byte on a TLS listener said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sniffed {
+    /// Nothing to read yet.
+    NotYet,
+    /// A TLS handshake (or EOF): the session stays.
+    Tls,
+    /// Plain bytes: the session was dropped and the connection is plain TCP.
+    Plain,
+}
+
 pub(crate) struct Transport {
     sock: TcpStream,
+    tls: Option<Box<Tls>>,
+}
+
+struct Tls {
+    conn: ServerConnection,
+    /// The first byte was looked at (see [`Transport::sniff`]).
+    sniffed: bool,
+    /// The socket said EOF.
+    eof: bool,
+    /// `close_notify` was queued.
+    notified: bool,
+    /// The end of the handshake was reported (once) by `handshake_done`.
+    reported: bool,
 }
 
 impl Transport {
     pub(crate) fn tcp(sock: TcpStream) -> Self {
-        Transport { sock }
+        Transport { sock, tls: None }
+    }
+
+    /// A connection accepted on a TLS listener.
+    pub(crate) fn tls(sock: TcpStream, ctx: &TlsContext) -> io::Result<Self> {
+        let mut conn = ServerConnection::new(ctx.config.clone()).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Ok(Transport {
+            sock,
+            tls: Some(Box::new(Tls {
+                conn,
+                sniffed: false,
+                eof: false,
+                notified: false,
+                reported: false,
+            })),
+        })
     }
 
     /// The socket, to register it with the readiness source.
@@ -35,19 +86,98 @@ impl Transport {
         &mut self.sock
     }
 
-    /// Reads what the socket holds into `buf`. `Ok(0)` is the peer's EOF.
+    /// True for a TLS connection whose first byte was not looked at yet.
+    #[inline]
+    pub(crate) fn needs_sniff(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| !t.sniffed)
+    }
+
+    /// Looks at the first byte without consuming it: a TLS handshake record keeps the
+    /// session, anything else makes this a plain TCP connection, so a plain HTTP request on
+    /// the TLS port can be answered in plain HTTP.
+    pub(crate) fn sniff(&mut self) -> io::Result<Sniffed> {
+        let mut b = [0u8; 1];
+        let first = loop {
+            match self.sock.peek(&mut b) {
+                Ok(0) => break None,
+                Ok(_) => break Some(b[0]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sniffed::NotYet),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        match first {
+            Some(b) if b != TLS_HANDSHAKE_RECORD => {
+                self.tls = None;
+                Ok(Sniffed::Plain)
+            }
+            _ => {
+                if let Some(t) = self.tls.as_mut() {
+                    t.sniffed = true;
+                }
+                Ok(Sniffed::Tls)
+            }
+        }
+    }
+
+    /// True when the connection is TLS (`lws_is_ssl`).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The client's certificate chain, if it presented one.
+    pub(crate) fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.tls.as_ref().and_then(|t| t.conn.peer_certificates())
+    }
+
+    /// The SNI name the client asked for.
+    pub(crate) fn server_name(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|t| t.conn.server_name())
+    }
+
+    /// True once, when the TLS handshake has just completed.
+    pub(crate) fn handshake_done(&mut self) -> bool {
+        match self.tls.as_mut() {
+            Some(t) if !t.reported && !t.conn.is_handshaking() => {
+                t.reported = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads plaintext into `buf`. `Ok(0)` is the peer's EOF (for TLS: `close_notify`, or a
+    /// TCP FIN without it: a WebSocket has its own close frame, and an HTTP body its own
+    /// framing, so a missing `close_notify` truncates nothing that is not seen anyway).
+    ///
+    /// A short read means the socket is drained, as with plain TCP: TLS reads go on until
+    /// `buf` is full or the socket would block, so no plaintext is left inside rustls
+    /// without the caller knowing.
     #[inline]
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.read(buf)
+        match self.tls.as_mut() {
+            None => self.sock.read(buf),
+            Some(t) => t.read(&mut self.sock, buf),
+        }
+    }
+
+    /// True when there is output still to hand to the kernel beyond the out buffer (TLS
+    /// records, handshake messages, alerts).
+    #[inline]
+    pub(crate) fn wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.conn.wants_write())
     }
 
     /// Writes `out[*pos..]` as far as the kernel takes it, advancing `pos`.
     ///
-    /// `last`: nothing will follow but close(): `MSG_MORE` then holds the bytes so that the
-    /// FIN rides in the same segment, one packet fewer for both ends to process (close()
-    /// pushes them out at once).
+    /// `last`: nothing will follow but close(). Plain TCP then sends with `MSG_MORE`, so
+    /// that the FIN rides in the same segment, one packet fewer for both ends to process
+    /// (close() pushes the bytes out at once); TLS adds its `close_notify`.
     #[inline]
     pub(crate) fn write_out(&mut self, out: &[u8], pos: &mut u32, last: bool) -> io::Result<Sent> {
+        if let Some(t) = self.tls.as_mut() {
+            return t.write_out(&mut self.sock, out, pos, last);
+        }
         while (*pos as usize) < out.len() {
             let pending = &out[*pos as usize..];
             let sent = if last {
@@ -68,16 +198,112 @@ impl Transport {
 
     /// One best-effort write, for the last words of a context being dropped.
     pub(crate) fn write_now(&mut self, buf: &[u8]) {
-        let _ = self.sock.write(buf);
+        match self.tls.as_mut() {
+            None => {
+                let _ = self.sock.write(buf);
+            }
+            Some(t) => {
+                let mut pos = 0;
+                let _ = t.write_out(&mut self.sock, buf, &mut pos, true);
+            }
+        }
     }
 
-    /// Shuts the write side down (our FIN), keeping the read side to drain the peer.
+    /// Shuts the write side down (our FIN, after `close_notify` for TLS), keeping the read
+    /// side to drain the peer.
     pub(crate) fn shutdown_write(&mut self) {
+        if let Some(t) = self.tls.as_mut() {
+            let mut pos = 0;
+            let _ = t.write_out(&mut self.sock, &[], &mut pos, true);
+        }
         let _ = self.sock.shutdown(Shutdown::Write);
     }
 
     pub(crate) fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+}
+
+impl Tls {
+    fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        loop {
+            if n == buf.len() {
+                return Ok(n);
+            }
+            match self.conn.reader().read(&mut buf[n..]) {
+                // close_notify: the end, after what was read.
+                Ok(0) => return Ok(n),
+                Ok(m) => {
+                    n += m;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The TCP FIN came without close_notify: an EOF all the same (see `read`).
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(n),
+                Err(e) => return Err(e),
+            }
+            if self.eof {
+                return Ok(n);
+            }
+            match self.conn.read_tls(sock) {
+                Ok(0) => {
+                    self.eof = true;
+                    // Whatever the last records held is read above, then EOF.
+                    if let Err(e) = self.conn.process_new_packets() {
+                        return Err(self.fail(sock, e));
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return if n > 0 { Ok(n) } else { Err(e) };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                return Err(self.fail(sock, e));
+            }
+        }
+    }
+
+    /// A TLS error: rustls has queued the alert for it; send it before the caller closes.
+    fn fail(&mut self, sock: &mut TcpStream, e: rustls::Error) -> io::Error {
+        while self.conn.wants_write() {
+            if self.conn.write_tls(sock).is_err() {
+                break;
+            }
+        }
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+
+    fn write_out(&mut self, sock: &mut TcpStream, out: &[u8], pos: &mut u32, last: bool) -> io::Result<Sent> {
+        loop {
+            while self.conn.wants_write() {
+                match self.conn.write_tls(sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if *pos as usize == out.len() {
+                if last && !self.notified {
+                    self.notified = true;
+                    self.conn.send_close_notify();
+                    continue;
+                }
+                return Ok(Sent::All);
+            }
+            let n = self.conn.writer().write(&out[*pos as usize..])?;
+            if n == 0 && !self.conn.wants_write() {
+                // rustls' plaintext buffer is full while handshaking (nothing can be
+                // encrypted yet): the rest stays in the out buffer for a later flush.
+                return Ok(Sent::All);
+            }
+            *pos += n as u32;
+        }
     }
 }
 

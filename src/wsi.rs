@@ -290,6 +290,21 @@ impl<'a> Wsi<'a> {
         self.conn.transport.fd()
     }
 
+    /// True when the connection is TLS (`lws_is_ssl`).
+    pub fn is_ssl(&self) -> bool {
+        self.conn.transport.is_tls()
+    }
+
+    /// The client's TLS certificate chain (end-entity first, DER), if it presented one.
+    pub fn peer_certificates(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {
+        self.conn.transport.peer_certificates()
+    }
+
+    /// The server name the TLS client asked for by SNI.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.conn.transport.server_name()
+    }
+
     /// The protocol this connection is bound to (`libwebsockets_get_protocol`).
     pub fn protocol(&self) -> ProtocolId {
         ProtocolId(self.conn.proto)

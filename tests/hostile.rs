@@ -267,7 +267,10 @@ impl Protocol for BackPressureEcho {
 #[test]
 fn back_pressure_close_is_prompt_and_reading_stops() {
     const MAX_UNSENT: usize = 64 << 10;
-    const MSG: usize = 16 << 10;
+    // Larger than half of MAX_UNSENT: the reactor stops reading a connection once half the
+    // bound is queued, so only a message of more than half can still overrun it and make
+    // the echo's write fail with back-pressure.
+    const MSG: usize = 128 << 10;
     let received = Arc::new(AtomicUsize::new(0));
     let closed_by_write = Arc::new(AtomicBool::new(false));
     let (r2, c2) = (received.clone(), closed_by_write.clone());

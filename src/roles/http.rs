@@ -15,6 +15,7 @@ use crate::http::request::{self as req, HeadScanner, Request, Scan};
 use crate::http::{files, response};
 use crate::reason::Reason;
 use crate::shared::Shared;
+use crate::tls::PlainHttp;
 
 /// A request body being received.
 #[derive(Debug, Default)]
@@ -101,6 +102,10 @@ impl Context {
         // The head is in: the handshake timeout no longer applies (a long body or
         // download must not be cut by it).
         c.deadline = None;
+        if c.has(flag::PLAIN_ON_TLS) {
+            self.plain_on_tls(k);
+            return (buf.len(), Stop::Done);
+        }
         if upgrade {
             if self.upgrade(k) {
                 (consumed, Stop::Switched)
@@ -110,6 +115,27 @@ impl Context {
         } else {
             self.http_request(k);
             (consumed, Stop::Switched)
+        }
+    }
+
+    /// A plain HTTP request on a TLS listener: a 400 page saying so, or a redirect to the
+    /// same URL over https (the choice of [`PlainHttp`]); either way the connection closes.
+    fn plain_on_tls(&mut self, k: usize) {
+        let redirect = self.tls.as_ref().is_some_and(|t| t.plain == PlainHttp::Redirect);
+        let c = &self.conns[k];
+        let request = c.request().expect("held");
+        let location = match (redirect, request.header("host")) {
+            (true, Some(host)) if !host.is_empty() => Some(format!("https://{host}{}", request.uri())),
+            _ => None,
+        };
+        match location {
+            Some(l) => self.respond_and_close(k, 301, None, &[("Location", &l)]),
+            None => self.respond_and_close(
+                k,
+                400,
+                Some("This port speaks TLS: use https:// (or wss://)."),
+                &[],
+            ),
         }
     }
 

@@ -110,7 +110,7 @@ impl Context {
         let session = c.session;
         let mut pos = 0;
         loop {
-            if c.has(flag::RX_PAUSED) {
+            if c.has(flag::RX_PAUSED) || shared.out_full(c) {
                 return (pos, Stop::Paused);
             }
             let (n, ev) = match c.rx.decode(&mut buf[pos..]) {
