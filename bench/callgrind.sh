@@ -6,6 +6,8 @@
 #   bench/callgrind.sh --dur 6 --short 1 --conns 100 --depth 16 --size 16 --top 10
 #   bench/callgrind.sh --rev HEAD               # wsreactor from a committed revision (git archive to /tmp)
 #   bench/callgrind.sh wsreactor 'mine=/path/to/server --port {PORT}'   # choose servers
+#   bench/callgrind.sh --tls                    # over TLS 1.3 (wsload --tls): wsreactor (echo-server
+#                                               # --ssl --cert --key) and tokio-tungstenite-tls
 #
 # Servers are NAME or NAME=CMD with {PORT}; known names: wsreactor (this repo's
 # target/release/examples/echo-server), tungstenite-mio, fastwebsockets, tokio-tungstenite,
@@ -42,6 +44,7 @@ DEPTH=16
 SIZE=16
 TOP=10
 REV=""
+TLS=0
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SERVERS=()
@@ -54,13 +57,22 @@ while [ $# -gt 0 ]; do
     --size|-s) SIZE=$2; shift ;;
     --top) TOP=$2; shift ;;
     --rev) REV=$2; shift ;;
+    --tls) TLS=1 ;;
     -h|--help) sed -n 2,33p "$0"; exit 0 ;;
     -*) echo "callgrind.sh: unknown option $1" >&2; exit 2 ;;
     *) SERVERS+=("$1") ;;
   esac
   shift
 done
-[ ${#SERVERS[@]} -eq 0 ] && SERVERS=(wsreactor tungstenite-mio fastwebsockets)
+if [ ${#SERVERS[@]} -eq 0 ]; then
+  if [ $TLS = 1 ]; then SERVERS=(wsreactor tokio-tungstenite-tls); else SERVERS=(wsreactor tungstenite-mio fastwebsockets); fi
+fi
+CERT=$BUILD/tls/cert.pem KEY=$BUILD/tls/key.pem
+if [ $TLS = 1 ] && [ ! -f "$CERT" ]; then
+  mkdir -p "$BUILD/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$KEY" -out "$CERT" 2>/dev/null
+fi
 
 if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
@@ -79,7 +91,9 @@ fi
 server_cmd() {
   case "$1" in
     *=*) echo "${1#*=}" ;;
-    wsreactor) echo "$SRC/target/release/examples/echo-server --port {PORT} --interface 127.0.0.1" ;;
+    wsreactor) if [ $TLS = 1 ]; then echo "$SRC/target/release/examples/echo-server --port {PORT} --interface 127.0.0.1 --cert $CERT --key $KEY";
+               else echo "$SRC/target/release/examples/echo-server --port {PORT} --interface 127.0.0.1"; fi ;;
+    tokio-tungstenite-tls) echo "$BUILD/target/release/tokio-tungstenite-tls-echo {PORT} $CERT $KEY" ;;
     tungstenite-mio) echo "$BUILD/target/release/tungstenite-mio-echo {PORT}" ;;
     fastwebsockets) echo "$BUILD/target/release/fastwebsockets-echo {PORT}" ;;
     tokio-tungstenite) echo "$BUILD/target/release/tokio-tungstenite-echo {PORT}" ;;
@@ -112,7 +126,7 @@ one_run() {
   for _ in $(seq 1 300); do port_listening $PORT && break; kill -0 $SRV 2>/dev/null || break; sleep 0.1; done
   port_listening $PORT || { echo "$n did not start, see $OUT/$n-$label.log" >&2; return 1; }
   sleep 0.5
-  res=$(taskset -c "$CLIENT_CPU" "$WSLOAD" echo --port $PORT -c "$CONNS" -p "$DEPTH" -s "$SIZE" -d "$secs" -q 2>>"$OUT/wsload.err" | grep "^RESULT" | tail -1 || true)
+  res=$(taskset -c "$CLIENT_CPU" "$WSLOAD" echo --port $PORT -c "$CONNS" -p "$DEPTH" -s "$SIZE" -d "$secs" $( [ $TLS = 1 ] && echo --tls ) -q 2>>"$OUT/wsload.err" | grep "^RESULT" | tail -1 || true)
   echo "$n $label $res" >>"$OUT/wsload.txt"
   sleep 0.5
   # SIGTERM (not SIGINT: a background job of a script starts with SIGINT ignored): the

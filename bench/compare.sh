@@ -6,6 +6,8 @@
 #   bench/compare.sh --reps 3 --dur 5 --scenarios "l a b c d e"
 #   bench/compare.sh --scenarios e --idle-n 10000     # RSS per idle connection only
 #   bench/compare.sh --peers "tungstenite-mio fastwebsockets"   # override the peer list
+#   bench/compare.sh --tls                            # TLS: tb tc td te against the TLS peers
+#                                                     # (wsreactor-tls = echo-server --cert --key)
 #   bench/compare.sh --rev HEAD                       # benchmark a committed revision instead of
 #                                                     # the working tree (exported with `git archive`
 #                                                     # to /tmp/wsreactor-src-REV and built there, so a
@@ -35,6 +37,7 @@ RESULTS=/tmp/wsreactor-vs-peers.md
 SCEN=""
 FORCE_BUILD=0
 REV=""
+TLS=0
 PASS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCEN=$2; shift ;;
     --build) FORCE_BUILD=1 ;;
     --rev) REV=$2; shift ;;
+    --tls) TLS=1 ;;
     --reps|--dur|--idle-n|--idle-hold) PASS+=("$1" "$2"); shift ;;
     --quick|--no-build) PASS+=("$1") ;;
     -h|--help) sed -n 2,26p "$0"; exit 0 ;;
@@ -84,6 +88,13 @@ if [ -f examples/test-server.rs ]; then EX+=(--example test-server); HAVE_TS=1; 
 cargo build --release "${EX[@]}"
 
 SERVERS=(--server "wsreactor=$ROOT/target/release/examples/echo-server --port {PORT} --interface 127.0.0.1")
+if [ $TLS = 1 ]; then
+  SERVERS=(--server "wsreactor-tls=$ROOT/target/release/examples/echo-server --port {PORT} --interface 127.0.0.1 --cert {CERT} --key {KEY}")
+  [ "$PEERS" = "wsreactor tungstenite-mio fastwebsockets lws-bigbuf tokio-tungstenite" ] \
+    && PEERS="wsreactor-tls tokio-tungstenite-tls lws-tls node-ws-tls"
+  [ -z "$SCEN" ] && SCEN="tb tc td te"
+  [ "$RESULTS" = /tmp/wsreactor-vs-peers.md ] && RESULTS=/tmp/wsreactor-vs-peers-tls.md
+fi
 if [ "$HAVE_TS" = 1 ]; then
   # not in --peers: run.sh only uses it for the static-file scenario ({WWW} in the command).
   # -d 3 (warnings only): no log line per request, as nginx runs with access_log off.

@@ -434,6 +434,11 @@ impl ContextBuilder {
             shared,
             timers: Timers::default(),
             rxbuf: vec![0; self.rx_buffer_size],
+            tls_rx: if tls.is_some() {
+                vec![0; self.rx_buffer_size]
+            } else {
+                Vec::new()
+            },
             cfg: self.cfg,
             file_cache,
             tls,

@@ -80,6 +80,8 @@ pub struct Context {
     pub(crate) timers: Timers,
     /// The one receive buffer: every read of every connection lands here.
     pub(crate) rxbuf: Vec<u8>,
+    /// TLS ciphertext on its way from a socket to rustls (empty without TLS).
+    pub(crate) tls_rx: Vec<u8>,
     pub(crate) cfg: Config,
     pub(crate) file_cache: Option<FileCache>,
     /// The TLS configuration of the listeners, when they serve TLS.

@@ -130,7 +130,7 @@ impl Context {
             let mut len = s;
             let mut eof = false;
             if need_read {
-                match c.transport.read(&mut buf[s..]) {
+                match c.transport.read(&mut buf[s..], &mut self.tls_rx) {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         len += n;

@@ -7,6 +7,11 @@
 //! callback reasons as a [`Reason`] enum, with a short-lived [`Wsi`] handle for the
 //! connection. Underneath, [`proto`] is a sans-IO RFC 6455 implementation usable on its own.
 //!
+//! TLS (wss:// and https://, with rustls) is a property of the context's listener: give it
+//! a certificate ([`ContextBuilder::ssl_cert_filepath`]) and every connection is TLS, with
+//! the same protocols and callbacks; a protocol never sees whether its bytes were encrypted
+//! unless it asks ([`Wsi::is_ssl`]).
+//!
 //! | libwebsockets | wsreactor |
 //! | --- | --- |
 //! | `libwebsocket_create_context` | [`Context::builder`] … [`ContextBuilder::build`] |
@@ -18,6 +23,10 @@
 //! | `libwebsocket_rx_flow_control` | [`Wsi::rx_flow_control`] |
 //! | `libwebsocket_cancel_service` | [`CancelHandle::cancel`] |
 //! | `lws_set_log_level` | [`set_log_level`] |
+//! | `ssl_cert_filepath`, `ssl_private_key_filepath`, `ssl_ca_filepath`, `ssl_cipher_list` | [`ContextBuilder::ssl_cert_filepath`] and friends |
+//! | `LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT` | [`ContextBuilder::ssl_client_certs`] |
+//! | `LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT`, `…_REDIRECT_HTTP_TO_HTTPS` | [`ContextBuilder::ssl_plain_http`] |
+//! | `lws_is_ssl`, `lws_get_peer_cert` | [`Wsi::is_ssl`], [`Wsi::peer_certificates`] |
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 

@@ -19,6 +19,10 @@ use std::os::fd::{AsRawFd, RawFd};
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
+/// The largest TLS record on the wire (TLS 1.2's 16 KiB + 2 KiB expansion + header): the
+/// most plaintext rustls can still produce from ciphertext it buffered earlier.
+const MAX_RECORD: usize = 16384 + 2048 + 5;
+
 /// Bytes rustls may hold of encrypted output not yet taken by the kernel (beyond that,
 /// `write_out` reports back-pressure as a full socket does).
 const TLS_BUFFER_LIMIT: usize = 64 << 10;
@@ -153,11 +157,15 @@ impl Transport {
     /// A short read means the socket is drained, as with plain TCP: TLS reads go on until
     /// `buf` is full or the socket would block, so no plaintext is left inside rustls
     /// without the caller knowing.
+    ///
+    /// `scratch` is the context-wide ciphertext buffer: TLS reads the socket into it in one
+    /// large read and feeds rustls from there, where rustls alone would read 4 KiB per
+    /// system call.
     #[inline]
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut [u8]) -> io::Result<usize> {
         match self.tls.as_mut() {
             None => self.sock.read(buf),
-            Some(t) => t.read(&mut self.sock, buf),
+            Some(t) => t.read(&mut self.sock, buf, scratch),
         }
     }
 
@@ -225,26 +233,65 @@ impl Transport {
 }
 
 impl Tls {
-    fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        let mut n = 0;
-        loop {
-            if n == buf.len() {
-                return Ok(n);
-            }
-            match self.conn.reader().read(&mut buf[n..]) {
+    /// Moves decrypted plaintext into `buf[*n..]`. False once the peer's `close_notify` (or
+    /// FIN) has ended the plaintext.
+    fn drain(&mut self, buf: &mut [u8], n: &mut usize) -> io::Result<bool> {
+        while *n < buf.len() {
+            match self.conn.reader().read(&mut buf[*n..]) {
                 // close_notify: the end, after what was read.
-                Ok(0) => return Ok(n),
-                Ok(m) => {
-                    n += m;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(0) => return Ok(false),
+                Ok(m) => *n += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // The TCP FIN came without close_notify: an EOF all the same (see `read`).
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
                 Err(e) => return Err(e),
             }
-            if self.eof {
+        }
+        Ok(true)
+    }
+
+    fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8], scratch: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        loop {
+            if !self.drain(buf, &mut n)? || n == buf.len() || self.eof {
                 return Ok(n);
+            }
+            let room = buf.len() - n;
+            if room > 2 * MAX_RECORD && !scratch.is_empty() {
+                // One large read. Its plaintext, plus what rustls can still make of records
+                // it holds (under MAX_RECORD), fits in `room`: no ciphertext is ever left
+                // outside rustls.
+                let want = (room - MAX_RECORD).min(scratch.len());
+                let got = match sock.read(&mut scratch[..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        continue;
+                    }
+                    Ok(g) => g,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return if n > 0 { Ok(n) } else { Err(e) };
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut rest = &scratch[..got];
+                while !rest.is_empty() {
+                    if self.conn.read_tls(&mut rest)? == 0 {
+                        // rustls takes nothing more (after close_notify): the rest is void.
+                        break;
+                    }
+                    if let Err(e) = self.conn.process_new_packets() {
+                        return Err(self.fail(sock, e));
+                    }
+                    if !self.drain(buf, &mut n)? {
+                        return Ok(n);
+                    }
+                }
+                if got < want {
+                    // A short read drained the socket, as for plain TCP.
+                    return Ok(n);
+                }
+                continue;
             }
             match self.conn.read_tls(sock) {
                 Ok(0) => {
