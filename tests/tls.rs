@@ -951,7 +951,14 @@ fn writeable_back_pressure_over_tls_does_not_spin() {
     }
     c.upgrade("localhost");
 
-    std::thread::sleep(Duration::from_millis(300));
+    // wait until the writes stall (the server thread may be slow to get there under load)
+    let mut last = usize::MAX;
+    let settled = eventually(Duration::from_secs(4), || {
+        std::thread::sleep(Duration::from_millis(150));
+        let now = written.load(Ordering::SeqCst);
+        std::mem::replace(&mut last, now) == now
+    });
+    assert!(settled, "writes never stalled");
     let (wa, ia) = (
         written.load(Ordering::SeqCst),
         s.iterations.load(Ordering::SeqCst),
@@ -960,6 +967,10 @@ fn writeable_back_pressure_over_tls_does_not_spin() {
     let (wb, ib) = (
         written.load(Ordering::SeqCst),
         s.iterations.load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "stalled at {wa} of {N} messages; {} service() calls in 500 ms",
+        ib - ia
     );
     assert!(wa < N, "the socket never filled up");
     assert_eq!(wa, wb, "writes went on while the client did not read");
