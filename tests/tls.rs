@@ -904,7 +904,7 @@ fn request_in_the_same_flight_as_the_client_finished() {
 #[test]
 fn writeable_back_pressure_over_tls_does_not_spin() {
     const MSG: usize = 64 << 10;
-    const N: usize = 96; // 6 MiB
+    const N: usize = 160; // 10 MiB, as in flow.rs
     let pki = Pki::new();
     let log = Log::new();
     let l = log.clone();
