@@ -262,7 +262,9 @@ impl Context {
                 return;
             };
             let last = c.closes_when_flushed();
-            if (c.unsent() > 0 || c.transport.wants_write()) && !c.has(flag::WRITE_BLOCKED) {
+            // `last` with nothing queued still writes: TLS sends its close_notify then (the
+            // peer's close reply to our close frame leaves nothing else to send).
+            if (c.unsent() > 0 || c.transport.wants_write() || last) && !c.has(flag::WRITE_BLOCKED) {
                 match c.transport.write_out(&c.out, &mut c.out_pos, last) {
                     Ok(Sent::All) => {}
                     Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
