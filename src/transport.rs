@@ -288,8 +288,13 @@ impl Tls {
                     }
                 }
                 if got < want {
-                    // A short read drained the socket, as for plain TCP.
-                    return Ok(n);
+                    // A short read drained the socket, as for plain TCP; with no plaintext
+                    // yet (a handshake message) that is WouldBlock, not EOF.
+                    return if n > 0 {
+                        Ok(n)
+                    } else {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    };
                 }
                 continue;
             }
