@@ -16,8 +16,8 @@
 #      same port gets 400.
 #
 # Installs what is missing (apt-get: libwebsockets-test-server, openssl, curl, python3-venv;
-# pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; servers
-# are started here (own process group) and stopped by PID. Loopback only.
+# pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; the
+# servers are started here and stopped by their PIDs. Loopback only.
 # Env: ARTIFACTS (logs; default REPO/artifacts). Exit status: 0 all passed, 1 a check failed,
 # 2 setup failure.
 set -euo pipefail
@@ -56,12 +56,10 @@ pids=()
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsreactor-interop.XXXXXX")
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do
-    kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
-  done
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$p" 2>/dev/null || true
+    kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
   rm -rf "$TMP"
@@ -77,7 +75,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start() {
   local log="$OUT/$1.log"; shift
   port=$(free_port)
-  setsid "$@" --port "$port" --interface 127.0.0.1 >"$log" 2>&1 </dev/null &
+  "$@" --port "$port" --interface 127.0.0.1 >"$log" 2>&1 </dev/null &
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 1 100); do
