@@ -3,12 +3,17 @@
 #
 #   scripts/test.sh            # everything: fmt, clippy, rustdoc, unit + integration tests (incl. the
 #                              # proptest fuzz), Autobahn sections 1-7 and 10 against
-#                              # echo-server, and the headless-Chromium test of the test page
-#   SKIP_BROWSER=1 scripts/test.sh   # without the browser test
+#                              # echo-server over ws:// and over wss:// (echo-server --ssl), the
+#                              # headless-Chromium test of the test page over http and https, and
+#                              # the interop checks (tests/interop/run.sh)
+#   SKIP_BROWSER=1 scripts/test.sh   # without the browser tests
+#   SKIP_INTEROP=1 scripts/test.sh   # without the interop checks
 #
 # Needs: cargo (rustup), python3 with venv (conformance), node/npm + Debian chromium
-# (browser test; installed here with apt-get when missing). Network use: 127.0.0.1 only,
-# plus package registries for the installs. Servers started here are stopped by PID.
+# (browser test), libwebsockets-test-server, openssl, curl and PyPI websockets (interop);
+# installed here or by the test scripts with apt-get/npm/pip when missing. Network use:
+# 127.0.0.1 only, plus package registries for the installs. Servers started here are
+# stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -66,6 +71,34 @@ print("conformance:", c)
 bad = c.get("FAILED", 0) + c.get("NON-STRICT", 0) + len(d.get("not_run") or [])
 sys.exit(1 if bad else 0)
 PY
+  kill "${pids[-1]}" 2>/dev/null || true
+
+  step "Autobahn conformance over TLS (wss://, --fast), against echo-server --ssl"
+  # echo-server makes a self-signed certificate at start-up; the suite's fuzzing client
+  # does not verify the server certificate (no flag needed) and sends SNI localhost.
+  port=$(free_port)
+  target/release/examples/echo-server --port "$port" --interface 127.0.0.1 --ssl >"$ART/echo-server-tls.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+  "$SHARED/conformance/run.sh" --fast -q -o "$ART/autobahn-tls" "wss://127.0.0.1:$port"
+  python3 - "$ART/autobahn-tls/summary.json" "$ART/autobahn/summary.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+plain = json.load(open(sys.argv[2]))
+c = d["counts"]
+print("conformance over wss://:", c, "of", len(d["cases"]))
+bad = c.get("FAILED", 0) + c.get("NON-STRICT", 0) + len(d.get("not_run") or [])
+if bad:
+    sys.exit(1)
+# the same verdicts as the ws:// run, case by case
+cases, pcases = d["cases"], plain["cases"]
+differ = sorted(k for k in set(cases) | set(pcases)
+                if cases.get(k, {}).get("behavior") != pcases.get(k, {}).get("behavior"))
+if c != plain["counts"] or differ:
+    print("wss:// verdicts differ from ws://:", plain["counts"], "cases:", differ[:20])
+    sys.exit(1)
+PY
+  kill "${pids[-1]}" 2>/dev/null || true
 else
   echo "!! $SHARED/conformance not found: conformance run skipped" >&2
   exit 1
@@ -74,5 +107,11 @@ fi
 if [[ -z "${SKIP_BROWSER:-}" && -f examples/test-server.rs ]]; then
   step "browser test: headless Chromium drives www/test.html on test-server"
   ARTIFACTS="$ART" tests/browser/run.sh "$ROOT/target/release/examples/test-server" "$ROOT/www"
+  step "browser test over https: the same page from test-server --ssl (wss://)"
+  ARTIFACTS="$ART" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server" "$ROOT/www"
+fi
+if [[ -z "${SKIP_INTEROP:-}" ]]; then
+  step "interop: libwebsockets-test-client, Python websockets, openssl s_client, curl (plain and TLS)"
+  ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"
 fi
 step "all tests passed"

@@ -2,6 +2,8 @@
 // Headless-Chromium test of wsreactor's test server and www/test.html.
 //
 //   node tests/browser/browser-test.mjs http://127.0.0.1:PORT/
+//   node tests/browser/browser-test.mjs https://127.0.0.1:PORT/   (test-server --ssl, self-signed:
+//        Chromium runs with --ignore-certificate-errors; every WebSocket must then be wss://)
 //
 // Env: ARTIFACTS (screenshot dir, default "artifacts"), CHROMIUM (default /usr/bin/chromium),
 //      TEST_TIMEOUT_MS (overall bound, default 60000).
@@ -13,12 +15,17 @@ import path from "node:path";
 
 const baseUrl = process.argv[2];
 if (!baseUrl || !/^https?:\/\//.test(baseUrl)) {
-  console.error("usage: node browser-test.mjs http://127.0.0.1:PORT/");
+  console.error("usage: node browser-test.mjs http[s]://127.0.0.1:PORT/");
   process.exit(2);
 }
 const ARTIFACTS = path.resolve(process.env.ARTIFACTS || "artifacts");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const OVERALL_MS = Number(process.env.TEST_TIMEOUT_MS || 60000);
+const TLS = baseUrl.startsWith("https:");
+// screenshot names: browser-page1.png over http, browser-https-page1.png over https
+const SHOT_PREFIX = TLS ? "browser-https-" : "browser-";
+// every WebSocket the pages open (playwright's "websocket" event), to check the scheme
+const wsUrls = [];
 
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "wsreactor-chromium-"));
 const cleanupDir = () => { try { fs.rmSync(userDataDir, { recursive: true, force: true }); } catch { /* ignore */ } };
@@ -92,6 +99,7 @@ async function openPage(context, label) {
   page.setDefaultTimeout(10000);
   page.on("pageerror", (e) => pageErrors.push(`${label}: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") pageErrors.push(`${label} console: ${m.text()}`); });
+  page.on("websocket", (ws) => wsUrls.push(`${label} ${ws.url()}`));
   const resp = await page.goto(baseUrl, { waitUntil: "load", timeout: 10000 });
   if (!resp || !resp.ok()) fail(`${label}: GET ${baseUrl} -> HTTP ${resp ? resp.status() : "no response"}`);
   return page;
@@ -107,7 +115,7 @@ async function screenshots(pages) {
   }
   for (const [name, page] of pages) {
     if (!page || page.isClosed()) { problems.push(`no ${name} to screenshot`); continue; }
-    const file = path.join(ARTIFACTS, `browser-${name}.png`);
+    const file = path.join(ARTIFACTS, `${SHOT_PREFIX}${name}.png`);
     try {
       await page.screenshot({ path: file, fullPage: true, timeout: 10000 });
       saved.push(file);
@@ -126,9 +134,12 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1200, height: 1000 },
+    // the https run's certificate is self-signed (made at the server's start-up)
+    ignoreHTTPSErrors: TLS,
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      ...(TLS ? ["--ignore-certificate-errors"] : []),
     ],
   });
   let page1 = null, page2 = null;
@@ -289,6 +300,14 @@ async function main() {
         fail(`no echo of ${JSON.stringify(msg)}; reply shows ${JSON.stringify(await page1.textContent("#echo_reply"))}`);
       }
       return JSON.stringify(msg);
+    });
+
+    await check(`every WebSocket is ${TLS ? "wss" : "ws"}:// to the page's own host`, async () => {
+      const want = `${TLS ? "wss" : "ws"}://${new URL(baseUrl).host}/`;
+      if (wsUrls.length < 8) fail(`only ${wsUrls.length} WebSockets seen (2 pages x 4 protocols): ${wsUrls.join(", ")}`);
+      const bad = wsUrls.filter((u) => !u.split(" ")[1].startsWith(want));
+      if (bad.length) fail(`WebSockets not under ${want}: ${bad.join(", ")}`);
+      return `${wsUrls.length} sockets under ${want}`;
     });
 
     await check("static files: favicon.ico is an ICO, no JS errors on the pages", async () => {

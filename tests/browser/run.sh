@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Headless-browser test of the wsreactor test server and www/test.html.
 #
-#   tests/browser/run.sh SERVER_BINARY [RESOURCE_DIR]
+#   tests/browser/run.sh [--ssl] SERVER_BINARY [RESOURCE_DIR]
 #
 # SERVER_BINARY is either a path to an executable (spaces allowed) or, if it is not
 # an executable file, a command string split on whitespace (no quoting), e.g.
@@ -11,6 +11,10 @@
 #   SERVER... --port PORT --interface 127.0.0.1 --resource-path RESOURCE_DIR
 # on a free port (RESOURCE_DIR defaults to the repo's www/), and always killed on exit.
 # Pass a built binary rather than "cargo run ...", so the PID killed is the server's.
+# --ssl: the server also gets --ssl (a self-signed certificate made at its start-up) and the
+# page is opened at https://127.0.0.1:PORT/ (Chromium ignores certificate errors; the page
+# must open wss:// itself); the log is browser-server-https.log, the screenshots
+# browser-https-page*.png.
 #
 # Env: ARTIFACTS (screenshots + server log; default REPO/artifacts), CHROMIUM
 # (default /usr/bin/chromium), TEST_TIMEOUT_MS (node script bound, default 60000).
@@ -20,8 +24,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
+SCHEME=http
+TLS_ARGS=()
+if [ "${1:-}" = "--ssl" ]; then
+  SCHEME=https
+  TLS_ARGS=(--ssl)
+  shift
+fi
 if [ $# -lt 1 ] || [ -z "$1" ]; then
-  echo "usage: $0 SERVER_BINARY [RESOURCE_DIR]" >&2
+  echo "usage: $0 [--ssl] SERVER_BINARY [RESOURCE_DIR]" >&2
   exit 2
 fi
 if [ -x "$1" ] && [ -f "$1" ]; then
@@ -58,7 +69,7 @@ PORT=$(node -e '
   s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
 
 # --- server ---------------------------------------------------------------------
-SERVER_LOG="$ARTIFACTS/browser-server.log"
+if [ "$SCHEME" = https ]; then SERVER_LOG="$ARTIFACTS/browser-server-https.log"; else SERVER_LOG="$ARTIFACTS/browser-server.log"; fi
 SERVER_PID=""
 cleanup() {
   local rc=$?
@@ -77,12 +88,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== starting: ${SERVER_CMD[*]} --port $PORT --interface 127.0.0.1 --resource-path $RESOURCE_DIR"
+echo "== starting: ${SERVER_CMD[*]} --port $PORT --interface 127.0.0.1 --resource-path $RESOURCE_DIR ${TLS_ARGS[*]:-}"
 if command -v setsid >/dev/null; then
-  setsid "${SERVER_CMD[@]}" --port "$PORT" --interface 127.0.0.1 --resource-path "$RESOURCE_DIR" \
+  setsid "${SERVER_CMD[@]}" --port "$PORT" --interface 127.0.0.1 --resource-path "$RESOURCE_DIR" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
     > "$SERVER_LOG" 2>&1 < /dev/null &
 else
-  "${SERVER_CMD[@]}" --port "$PORT" --interface 127.0.0.1 --resource-path "$RESOURCE_DIR" \
+  "${SERVER_CMD[@]}" --port "$PORT" --interface 127.0.0.1 --resource-path "$RESOURCE_DIR" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
     > "$SERVER_LOG" 2>&1 < /dev/null &
 fi
 SERVER_PID=$!
@@ -106,7 +117,7 @@ fi
 
 # --- the test -------------------------------------------------------------------
 set +e
-node "$HERE/browser-test.mjs" "http://127.0.0.1:$PORT/"
+node "$HERE/browser-test.mjs" "$SCHEME://127.0.0.1:$PORT/"
 status=$?
 set -e
 if [ "$status" != 0 ]; then

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Interop checks of the example servers against other people's clients, plain and over TLS.
+#
+#   tests/interop/run.sh [EXAMPLES_DIR]      # default: REPO/target/release/examples
+#
+#   1. libwebsockets-test-client (Debian libwebsockets-test-server) against test-server,
+#      plain and with --ssl against test-server --ssl: the dumb-increment and mirror
+#      connections are established and both receive data.
+#   2. Python `websockets` (in a venv) over wss:// against echo-server --cert/--key with a
+#      self-signed certificate made here by openssl; the client trusts exactly that
+#      certificate and checks the host name; text and binary messages are echoed.
+#   3. openssl s_client against the same echo-server: handshake verifies, TLS 1.3, ALPN
+#      http/1.1 when offered (none when not), and an HTTP request typed through it gets
+#      404 (echo-server has no file server).
+#   4. curl -k https:// against test-server --ssl gets 200 for /; plain http:// on the
+#      same port gets 400.
+#
+# Installs what is missing (apt-get: libwebsockets-test-server, openssl, curl, python3-venv;
+# pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; the
+# servers are started here and stopped by their PIDs. Loopback only.
+# Env: ARTIFACTS (logs; default REPO/artifacts). Exit status: 0 all passed, 1 a check failed,
+# 2 setup failure.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+EX=${1:-$REPO/target/release/examples}
+ART=${ARTIFACTS:-$REPO/artifacts}
+OUT="$ART/interop"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# --- installs -------------------------------------------------------------------
+need_apt=()
+command -v libwebsockets-test-client >/dev/null || need_apt+=(libwebsockets-test-server)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v curl >/dev/null || need_apt+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if ((${#need_apt[@]})); then
+  echo "== apt-get install ${need_apt[*]}"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" </dev/null
+fi
+VENV="$OUT/venv"
+if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
+  echo "== pip install websockets (venv $VENV)"
+  python3 -m venv "$VENV"
+  timeout 300 "$VENV/bin/pip" install -q --disable-pip-version-check websockets </dev/null
+fi
+for b in echo-server test-server; do
+  [[ -x "$EX/$b" ]] || { echo "no $EX/$b (cargo build --release --examples)" >&2; exit 2; }
+done
+
+# --- servers --------------------------------------------------------------------
+pids=()
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsreactor-interop.XXXXXX")
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start LOGNAME BINARY ARGS...: starts on a free port (in $port) and waits until it accepts
+start() {
+  local log="$OUT/$1.log"; shift
+  port=$(free_port)
+  "$@" --port "$port" --interface 127.0.0.1 >"$log" 2>&1 </dev/null &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "server $* exited; log:" >&2; tail -n 20 "$log" >&2; exit 2; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server $* never accepted on $port" >&2
+  exit 2
+}
+
+failures=()
+pass() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; failures+=("$1"); }
+
+# --- 1. libwebsockets-test-client -------------------------------------------------
+# -d 1055 = err|warn|notice|info|debug|user. The client logs each dumb-increment message
+# at info ("rx LEN 'NUMBER'") but no mirror message, so mirror messages are counted from
+# the debug line lws prints for every whole frame it receives, minus the dumb ones. The
+# stream is filtered here (it is ~40 MB in 5 s); the counts go into the kept log.
+lws_client() { # NAME PORT [--ssl]
+  local name=$1 p=$2; shift 2
+  local log="$OUT/$name.log" rc=0
+  set +e
+  timeout 5 libwebsockets-test-client 127.0.0.1 --port="$p" -d 1055 "$@" 2>&1 </dev/null | awk '
+    /LWS_CALLBACK_CLIENT_WRITEABLE/ { w++; next }
+    /spilling as we have the whole frame/ { f++; next }
+    / I: rx [0-9]+ / { r++; if (r <= 3) print; next }
+    / D: |lws_issue_raw/ { next }
+    { print }
+    END { printf "COUNTS mirror_sent=%d frames_received=%d dumb_received=%d mirror_received=%d\n", w, f, r, f - r }' >"$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  local counts est_d est_m errs
+  counts=$(grep '^COUNTS' "$log" || true)
+  est_d=$(grep -c 'dumb: LWS_CALLBACK_CLIENT_ESTABLISHED' "$log" || true)
+  est_m=$(grep -c 'mirror: LWS_CALLBACK_CLIENT_ESTABLISHED' "$log" || true)
+  errs=$(grep -E '\] E: ' "$log" | grep -v 'E: Exiting' | head -3 || true)
+  local dumb mirror
+  dumb=$(sed -n 's/.*dumb_received=\([0-9-]*\).*/\1/p' <<<"$counts")
+  mirror=$(sed -n 's/.*mirror_received=\([0-9-]*\).*/\1/p' <<<"$counts")
+  local why=""
+  [[ $rc == 124 ]] || why+=" client exited with $rc (expected to run until the 5 s timeout);"
+  [[ $est_d -ge 1 ]] || why+=" dumb-increment never established;"
+  [[ $est_m -ge 1 ]] || why+=" mirror never established;"
+  [[ ${dumb:-0} -ge 10 ]] || why+=" only ${dumb:-0} dumb-increment messages received;"
+  [[ ${mirror:-0} -ge 100 ]] || why+=" only ${mirror:-0} mirror messages received;"
+  [[ -z $errs ]] || why+=" errors: $errs;"
+  if [[ -z $why ]]; then
+    pass "$name: dumb-increment and mirror established ($est_d, $est_m); ${counts#COUNTS }"
+  else
+    fail "$name:$why (log $log)"
+  fi
+}
+
+start test-server-plain "$EX/test-server" --resource-path "$REPO/www"
+lws_client lws-test-client-plain "$port"
+start test-server-ssl "$EX/test-server" --resource-path "$REPO/www" --ssl
+ts_ssl_port=$port
+lws_client lws-test-client-ssl "$port" --ssl
+grep -q 'Selfsigned certs allowed' "$OUT/lws-test-client-ssl.log" && grep -q 'TLSv1.3' "$OUT/lws-test-client-ssl.log" ||
+  fail "lws-test-client-ssl: log does not show a TLS 1.3 connection (log $OUT/lws-test-client-ssl.log)"
+
+# --- 4. curl against test-server --ssl ---------------------------------------------
+code=$(timeout 10 curl -sk -o "$OUT/curl-https-index.html" -w '%{http_code}' "https://127.0.0.1:$ts_ssl_port/" || true)
+if [[ $code == 200 ]] && grep -q '<html' "$OUT/curl-https-index.html"; then
+  pass "curl -k https://127.0.0.1:$ts_ssl_port/ -> 200 ($(wc -c <"$OUT/curl-https-index.html") bytes)"
+else
+  fail "curl -k https:// -> ${code:-no answer}, expected 200 with the test page"
+fi
+code=$(timeout 10 curl -s -o "$OUT/curl-plain-on-tls.html" -w '%{http_code}' "http://127.0.0.1:$ts_ssl_port/" || true)
+if [[ $code == 400 ]]; then
+  pass "curl http:// on the TLS port -> 400 ($(head -c 120 "$OUT/curl-plain-on-tls.html" | tr -d '\n'))"
+else
+  fail "curl http:// on the TLS port -> ${code:-no answer}, expected 400"
+fi
+
+# --- certificate for echo-server --cert/--key --------------------------------------
+# Self-signed, no CA: a leaf (CA:FALSE) for localhost and 127.0.0.1.
+openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
+  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/openssl-req.log" ||
+  { cat "$TMP/openssl-req.log" >&2; exit 2; }
+cp "$TMP/cert.pem" "$OUT/echo-server-cert.pem"
+start echo-server-tls "$EX/echo-server" --cert "$TMP/cert.pem" --key "$TMP/key.pem"
+echo_port=$port
+
+# --- 2. Python websockets over wss:// ------------------------------------------------
+if timeout 40 "$VENV/bin/python" "$HERE/ws_client.py" "wss://127.0.0.1:$echo_port/" "$TMP/cert.pem" \
+  >"$OUT/python-websockets.log" 2>&1 </dev/null; then
+  pass "python websockets $("$VENV/bin/python" -c 'import websockets; print(websockets.__version__)') over wss://: $(grep -c '^ok ' "$OUT/python-websockets.log") messages echoed; $(head -1 "$OUT/python-websockets.log")"
+else
+  fail "python websockets over wss://: $(grep -E 'FAIL|Error|error' "$OUT/python-websockets.log" | head -3) (log $OUT/python-websockets.log)"
+fi
+
+# --- 3. openssl s_client -------------------------------------------------------------
+sc=(openssl s_client -connect "127.0.0.1:$echo_port" -servername localhost -CAfile "$TMP/cert.pem" -verify_return_error)
+timeout 10 "${sc[@]}" -alpn http/1.1 </dev/null >"$OUT/s_client-alpn.log" 2>&1 || true
+why=""
+grep -q 'Verification: OK' "$OUT/s_client-alpn.log" || why+=" certificate not verified;"
+grep -Eq '^(New|Reused), TLSv1.3,' "$OUT/s_client-alpn.log" || why+=" not TLS 1.3 ($(grep -E '^(New|Reused),' "$OUT/s_client-alpn.log"));"
+grep -q '^ALPN protocol: http/1.1' "$OUT/s_client-alpn.log" || why+=" ALPN http/1.1 not selected;"
+if [[ -z $why ]]; then
+  pass "openssl s_client -alpn http/1.1: $(grep -E '^(New|Reused),' "$OUT/s_client-alpn.log"), $(grep '^ALPN protocol' "$OUT/s_client-alpn.log"), verification OK"
+else
+  fail "openssl s_client -alpn http/1.1:$why (log $OUT/s_client-alpn.log)"
+fi
+timeout 10 "${sc[@]}" </dev/null >"$OUT/s_client-noalpn.log" 2>&1 || true
+if grep -q '^No ALPN negotiated' "$OUT/s_client-noalpn.log" && grep -Eq '^(New|Reused), TLSv1.3,' "$OUT/s_client-noalpn.log"; then
+  pass "openssl s_client without -alpn: TLS 1.3, no ALPN negotiated"
+else
+  fail "openssl s_client without -alpn: expected TLS 1.3 and 'No ALPN negotiated' (log $OUT/s_client-noalpn.log)"
+fi
+printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+  timeout 10 "${sc[@]}" -quiet -ign_eof >"$OUT/s_client-http.log" 2>&1 || true
+status=$(grep -m1 -E '^HTTP/1\.[01] [0-9]{3}' "$OUT/s_client-http.log" | tr -d '\r' || true)
+if [[ $status == "HTTP/1.1 404"* ]]; then
+  pass "HTTP request through openssl s_client: $status"
+else
+  fail "HTTP request through openssl s_client: got '${status:-no status line}', expected HTTP/1.1 404 (log $OUT/s_client-http.log)"
+fi
+
+# --- result --------------------------------------------------------------------------
+if ((${#failures[@]})); then
+  echo "interop: ${#failures[@]} check(s) failed"
+  exit 1
+fi
+echo "interop: all checks passed"
