@@ -73,7 +73,6 @@ pub struct ContextBuilder {
     protocols: Vec<Registered>,
     cfg: Config,
     max_unsent: usize,
-    rx_buffer_size: usize,
     backlog: i32,
     resource_path: Option<std::path::PathBuf>,
     file_cache_entries: usize,
@@ -91,6 +90,11 @@ pub(crate) struct Config {
     pub(crate) any_protocol: bool,
     pub(crate) max_body: u64,
     pub(crate) max_close_drain: u64,
+    /// CA certificates for verifying servers of outgoing `wss://` connections (and clients'
+    /// certificates on a TLS listener).
+    pub(crate) ca_file: Option<PathBuf>,
+    /// The size of the context-wide receive buffer.
+    pub(crate) rx_buffer_size: usize,
 }
 
 impl ContextBuilder {
@@ -108,9 +112,10 @@ impl ContextBuilder {
                 any_protocol: false,
                 max_body: 1 << 20,
                 max_close_drain: 1 << 20,
+                ca_file: None,
+                rx_buffer_size: 256 << 10,
             },
             max_unsent: 4 << 20,
-            rx_buffer_size: 256 << 10,
             backlog: 1024,
             resource_path: None,
             file_cache_entries: 1024,
@@ -190,7 +195,7 @@ impl ContextBuilder {
     /// and are echoed as one frame rather than split at a read boundary (scenario c of
     /// BENCHMARKS.md: about 5 % less server CPU per MB than with 64 KiB).
     pub fn rx_buffer_size(mut self, n: usize) -> Self {
-        self.rx_buffer_size = n.max(256);
+        self.cfg.rx_buffer_size = n.max(256);
         self
     }
 
@@ -338,7 +343,9 @@ impl ContextBuilder {
     /// The PEM file of the CA certificates that client certificates are verified against
     /// (libwebsockets' `ssl_ca_filepath`); see [`ssl_client_certs`](Self::ssl_client_certs).
     pub fn ssl_ca_filepath(mut self, path: impl Into<PathBuf>) -> Self {
-        self.tls.ca = Some(path.into());
+        let path = path.into();
+        self.cfg.ca_file = Some(path.clone());
+        self.tls.ca = Some(path);
         self
     }
 
@@ -413,6 +420,7 @@ impl ContextBuilder {
                 .collect(),
             max_unsent: self.max_unsent,
             date: DateCache::new(),
+            rng: rand::SeedableRng::from_os_rng(),
         };
         let file_cache = self.resource_path.map(|root| {
             FileCache::new(
@@ -433,16 +441,19 @@ impl ContextBuilder {
             protocols: self.protocols,
             shared,
             timers: Timers::default(),
-            rxbuf: vec![0; self.rx_buffer_size],
+            rxbuf: vec![0; self.cfg.rx_buffer_size],
             tls_rx: if tls.is_some() {
-                vec![0; self.rx_buffer_size]
+                vec![0; self.cfg.rx_buffer_size]
             } else {
                 Vec::new()
             },
             cfg: self.cfg,
             file_cache,
             tls,
+            resolver: Default::default(),
+            client_tls: [None, None],
             next_gen: 1,
+            current: None,
         };
         ctx.protocol_event_all(ProtocolEvent::Init);
         Ok(ctx)

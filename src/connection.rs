@@ -21,6 +21,10 @@ pub(crate) enum State {
     Http,
     /// An open WebSocket. `CLOSE_SENT` / `CLOSE_RECEIVED` flags track the close handshake.
     WebSocket,
+    /// An outgoing connection: resolving its name or waiting for the TCP connect.
+    ClientConnecting,
+    /// An outgoing connection: handshake request sent, reading the server's response.
+    ClientHandshake,
     /// Output flushed and write side shut down: reading and discarding until the peer's
     /// EOF or the deadline, so that our last bytes are not lost to a reset.
     Draining,
@@ -66,6 +70,8 @@ pub(crate) mod flag {
     /// Plain bytes arrived on a TLS listener that refuses or redirects plain HTTP: the
     /// first request gets that answer.
     pub(crate) const PLAIN_ON_TLS: u32 = 1 << 16;
+    /// An outgoing connection: frames are masked, reasons are the `CLIENT_*` ones.
+    pub(crate) const CLIENT: u32 = 1 << 17;
 }
 
 pub(crate) struct Conn {
@@ -146,6 +152,9 @@ impl Conn {
             && !self.has(flag::MAY_READ)
             && self.stash.is_empty()
             && self.state == State::WebSocket
+            // A client waits for the server to close the TCP connection first (RFC 6455
+            // §7.1.1): it shuts down its write side and drains instead.
+            && !self.has(flag::CLIENT)
     }
 
     /// The current request, if one is held.

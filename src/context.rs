@@ -34,11 +34,13 @@ use std::time::{Duration, Instant, SystemTime};
 /// (`libwebsocket_cancel_service`); the protocols then get
 /// [`ProtocolEvent::EventWaitCancelled`].
 #[derive(Clone)]
-pub struct CancelHandle(Arc<mio::Waker>);
+pub struct CancelHandle(Arc<mio::Waker>, Arc<std::sync::atomic::AtomicBool>);
 
 impl CancelHandle {
     /// Makes the context's current or next `service()` return promptly.
     pub fn cancel(&self) {
+        // The waker also brings back name resolutions: the flag says this wake is a cancel.
+        self.1.store(true, std::sync::atomic::Ordering::Release);
         if let Err(e) = self.0.wake() {
             log::warn!("cancel_service: {e}");
         }
@@ -86,7 +88,13 @@ pub struct Context {
     pub(crate) file_cache: Option<FileCache>,
     /// The TLS configuration of the listeners, when they serve TLS.
     pub(crate) tls: Option<TlsContext>,
+    /// Name resolutions of outgoing connections, done on threads.
+    pub(crate) resolver: crate::roles::client::Resolver,
+    /// rustls client configurations, verified and accepting self-signed, made on first use.
+    pub(crate) client_tls: [Option<Arc<rustls::ClientConfig>>; 2],
     pub(crate) next_gen: u32,
+    /// The connection whose callback runs, for [`guarded`](Context::guarded).
+    pub(crate) current: Option<usize>,
 }
 
 impl Context {
@@ -102,7 +110,7 @@ impl Context {
 
     /// A handle for waking `service()` from another thread.
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle(self.readiness.waker())
+        CancelHandle(self.readiness.waker(), self.readiness.cancel_flag())
     }
 
     /// The number of open connections (HTTP and WebSocket).
@@ -182,18 +190,19 @@ impl Context {
         let mut cancelled = false;
         for ev in &ready {
             match ev.source {
-                Source::Waker => cancelled = true,
-                Source::Listener(i) => self.accept(i),
-                Source::Conn(k) => self.conn_event(k, ev),
+                Source::Waker => cancelled |= self.readiness.take_cancel(),
+                Source::Listener(i) => self.guarded(None, |ctx| ctx.accept(i)),
+                Source::Conn(k) => self.guarded(Some(k), |ctx| ctx.conn_event(k, ev)),
             }
         }
         self.ready = ready;
         waited?;
+        self.client_resolved();
         if cancelled {
             self.protocol_event_all(ProtocolEvent::EventWaitCancelled);
         }
         self.run_pending();
-        self.expire(Instant::now());
+        self.guarded(None, |ctx| ctx.expire(Instant::now()));
         Ok(())
     }
 
@@ -227,8 +236,10 @@ impl Context {
                         .map(|(k, _)| k)
                         .collect();
                     for k in keys {
-                        self.call_and_close(k, reason);
-                        self.flush(k);
+                        self.guarded(Some(k), |ctx| {
+                            ctx.call_and_close(k, reason);
+                            ctx.flush(k);
+                        });
                     }
                 }
             }
@@ -240,13 +251,13 @@ impl Context {
                 Some(c) if c.gen == gen => c.clear(flag::IN_RESUME),
                 _ => continue,
             }
-            self.read_conn(k);
+            self.guarded(Some(k), |ctx| ctx.read_conn(k));
         }
         let writable = std::mem::take(&mut self.shared.writable);
         for (k, gen) in writable {
             let k = k as usize;
             if self.conns.get(k).is_some_and(|c| c.gen == gen) {
-                self.maybe_writeable(k);
+                self.guarded(Some(k), |ctx| ctx.maybe_writeable(k));
             }
         }
     }
@@ -260,8 +271,9 @@ impl Drop for Context {
         for k in keys {
             if let Some(c) = self.conns.get_mut(k) {
                 if c.state == State::WebSocket && !c.has(flag::CLOSE_SENT) {
-                    let mut bye = Vec::with_capacity(4);
-                    encoder::encode_close(&mut bye, Some(code::GOING_AWAY), "", None);
+                    let mut bye = Vec::with_capacity(8);
+                    let mask = self.shared.mask_for(c);
+                    encoder::encode_close(&mut bye, Some(code::GOING_AWAY), "", mask);
                     c.transport.write_now(&bye);
                 }
             }

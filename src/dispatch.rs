@@ -6,7 +6,6 @@
 
 use crate::connection::{flag, Conn, State};
 use crate::context::Context;
-use crate::proto::close::code;
 use crate::protocol::Protocol;
 use crate::reason::{Close, ProtocolEvent, ProtocolId, Reason};
 use crate::shared::Shared;
@@ -16,6 +15,8 @@ use std::any::Any;
 
 pub(crate) trait ErasedProtocol {
     fn new_session(&mut self) -> u32;
+    /// A session with the given initial value, if it is of the protocol's session type.
+    fn new_session_with(&mut self, value: Box<dyn Any>) -> Option<u32>;
     fn drop_session(&mut self, session: u32);
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close>;
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close>;
@@ -42,6 +43,11 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
         self.sessions.insert(P::Session::default()) as u32
     }
 
+    fn new_session_with(&mut self, value: Box<dyn Any>) -> Option<u32> {
+        let s = value.downcast::<P::Session>().ok()?;
+        Some(self.sessions.insert(*s) as u32)
+    }
+
     fn drop_session(&mut self, session: u32) {
         self.sessions.try_remove(session as usize);
     }
@@ -49,13 +55,13 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
     #[inline]
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close> {
         match self.sessions.get_mut(session as usize) {
-            Some(s) => guard(|| self.proto.callback(wsi, s, reason)),
+            Some(s) => self.proto.callback(wsi, s, reason),
             None => Ok(()),
         }
     }
 
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
-        guard(|| self.proto.protocol_callback(ctx, event))
+        self.proto.protocol_callback(ctx, event)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -64,22 +70,6 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
 
     fn sessions(&self) -> usize {
         self.sessions.len()
-    }
-}
-
-/// Runs a user callback. A panic in it becomes the error that closes only its own
-/// connection (or refuses it, in a filter), instead of unwinding through `service()` and
-/// taking every other connection down. The handler's own state may be left half-updated by
-/// the panic; the session of the connection is dropped with it. (Under `panic = "abort"`
-/// there is nothing to catch.)
-#[inline]
-fn guard(f: impl FnOnce() -> Result<(), Close>) -> Result<(), Close> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(_) => {
-            log::error!("a protocol callback panicked: closing its connection");
-            Err(Close::new(code::INTERNAL_ERROR, "internal error"))
-        }
     }
 }
 
@@ -122,6 +112,7 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return Ok(());
         };
+        self.current = Some(k);
         let handler = &mut self.protocols[c.proto as usize].handler;
         let session = c.session;
         handler.call(&mut Wsi::new(c, &mut self.shared, k as u32), session, reason)
@@ -166,6 +157,41 @@ impl Context {
             if let Err(e) = p.handler.call_protocol(&mut pc, event) {
                 log::warn!("protocol {}: {event:?} failed: {}", p.name, e.reason);
             }
+        }
+    }
+}
+
+impl Context {
+    /// Runs one piece of the loop's work for connection `k` (or for no connection in
+    /// particular) so that a panicking protocol callback closes only the connection it was
+    /// called for, instead of unwinding through `service()` and taking every other
+    /// connection down. The catch is per event, not per callback: the hot path pays
+    /// nothing for it.
+    ///
+    /// After a panic the handler's own state may be half-updated; the connection is removed
+    /// (its remaining callbacks guarded too, and skipped if they panic again) and the
+    /// context's buffers are restored. Under `panic = "abort"` there is nothing to catch.
+    pub(crate) fn guarded(&mut self, k: Option<usize>, f: impl FnOnce(&mut Context)) {
+        self.current = k;
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if caught.is_ok() {
+            return;
+        }
+        if self.rxbuf.is_empty() {
+            // The panic came while the receive buffer was lent out.
+            self.rxbuf = vec![0; self.cfg.rx_buffer_size];
+        }
+        let Some(k) = self.current.take() else {
+            log::error!("a protocol callback panicked outside any connection");
+            return;
+        };
+        log::error!("a protocol callback panicked: closing its connection ({k})");
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.remove(k))).is_err()
+            && self.conns.contains(k)
+        {
+            // It panicked again in its last callbacks: drop it without them.
+            let c = self.conns.remove(k);
+            self.protocols[c.proto as usize].handler.drop_session(c.session);
         }
     }
 }

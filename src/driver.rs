@@ -25,6 +25,20 @@ const FLUSH_WHILE_READING: usize = 64 << 10;
 
 impl Context {
     pub(crate) fn conn_event(&mut self, k: usize, ev: &Ready) {
+        if self
+            .conns
+            .get(k)
+            .is_some_and(|c| c.state == State::ClientConnecting)
+        {
+            self.client_connect_event(k);
+            if self
+                .conns
+                .get(k)
+                .is_none_or(|c| c.state == State::ClientConnecting)
+            {
+                return;
+            }
+        }
         if ev.readable {
             let Some(c) = self.conns.get_mut(k) else {
                 return;
@@ -66,7 +80,9 @@ impl Context {
         let c = &mut self.conns[k];
         c.clear(flag::WANT_WRITABLE);
         let reason = match c.state {
-            State::WebSocket if !c.has(flag::CLOSE_SENT) => Reason::ServerWriteable,
+            State::WebSocket if c.has(flag::CLOSE_SENT) => return,
+            State::WebSocket if c.has(flag::CLIENT) => Reason::ClientWriteable,
+            State::WebSocket => Reason::ServerWriteable,
             State::Http => Reason::HttpWriteable,
             _ => return,
         };
@@ -154,6 +170,7 @@ impl Context {
                     Err(e) => {
                         log::debug!("{}: read: {e}", c.peer);
                         self.rxbuf = buf;
+                        self.client_note(k, &format!("read: {e}"));
                         self.remove(k);
                         return;
                     }
@@ -208,6 +225,7 @@ impl Context {
     fn peer_eof(&mut self, k: usize) {
         if let Some(c) = self.conns.get(k) {
             log::debug!("{}: EOF", c.peer);
+            self.client_note(k, "the server closed the connection during the handshake");
             // A half-closed peer can still receive: send what is queued (a close reply, an
             // error, a response) before closing.
             self.flush(k);
@@ -226,6 +244,8 @@ impl Context {
             let (n, stop) = match c.state {
                 State::Http => self.http_input(k, &mut buf[pos..]),
                 State::WebSocket => self.ws_input(k, &mut buf[pos..]),
+                State::ClientHandshake => self.client_input(k, &mut buf[pos..]),
+                State::ClientConnecting => (buf.len() - pos, Stop::Done),
                 State::Draining => (buf.len() - pos, Stop::Done),
             };
             pos += n;
@@ -270,6 +290,7 @@ impl Context {
                     Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
                     Err(e) => {
                         log::debug!("{}: write: {e}", c.peer);
+                        self.client_note(k, &format!("write: {e}"));
                         self.remove(k);
                         return;
                     }
@@ -336,6 +357,27 @@ impl Context {
         };
         // Writes from these last callbacks have nowhere to go.
         c.state = State::Draining;
+        let handler = &mut *self.protocols[c.proto as usize].handler;
+        if c.has(flag::CLIENT) && !c.has(flag::UPGRADED) && !c.has(flag::CLOSED_NOTIFIED) {
+            // An outgoing connection that never opened: its error, and no CLOSED.
+            c.set(flag::CLOSED_NOTIFIED);
+            let why = c
+                .http
+                .as_mut()
+                .and_then(|h| h.client.as_mut())
+                .and_then(|cs| cs.error.take())
+                .unwrap_or_else(|| "the connection closed before the handshake completed".into());
+            let session = c.session;
+            let reason = Reason::ClientConnectionError { reason: &why };
+            let _ = handler.call(
+                &mut crate::wsi::Wsi::new(c, &mut self.shared, k as u32),
+                session,
+                reason,
+            );
+        }
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
         let handler = &mut *self.protocols[c.proto as usize].handler;
         deliver_closed(handler, c, &mut self.shared, k, None, b"");
         let _ = self.call(k, Reason::WsiDestroy);

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod client;
 mod connection;
 mod context;
 mod dispatch;
@@ -50,6 +51,7 @@ mod transport;
 mod wsi;
 
 pub use builder::{ContextBuilder, ProtocolSpec};
+pub use client::{ClientConnect, SslMode, UrlError};
 pub use context::{CancelHandle, Context};
 pub use protocol::Protocol;
 pub use reason::{Close, ConnId, ProtocolEvent, ProtocolId, Reason};

@@ -11,6 +11,7 @@
 use mio::event::Source as MioSource;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub(crate) struct Readiness {
     poll: Poll,
     events: Events,
     waker: Arc<Waker>,
+    /// Set by a `CancelHandle` before it wakes the loop (other wakes are internal).
+    cancel: Arc<AtomicBool>,
 }
 
 impl Readiness {
@@ -57,12 +60,22 @@ impl Readiness {
             poll,
             events: Events::with_capacity(1024),
             waker,
+            cancel: Arc::new(AtomicBool::new(false)),
         })
     }
 
     /// The waker, for [`CancelHandle`](crate::CancelHandle)s.
     pub(crate) fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
+    }
+
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Whether a wake-up was a `CancelHandle::cancel` (and clears it).
+    pub(crate) fn take_cancel(&self) -> bool {
+        self.cancel.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn add_listener(&self, l: &mut impl MioSource, index: usize) -> io::Result<()> {

@@ -115,6 +115,45 @@ pub enum Reason<'a> {
     HttpFileCompletion,
     /// `LWS_CALLBACK_CLOSED_HTTP`: an HTTP connection (never upgraded) closed.
     ClosedHttp,
+    /// `LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER`: an outgoing connection is about to
+    /// send its handshake request; add fields (cookies, authorization) with
+    /// [`Wsi::append_handshake_header`](crate::Wsi::append_handshake_header).
+    ClientAppendHandshakeHeader,
+    /// `LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH`: the server's 101 response passed the
+    /// checks; its headers are readable with [`Wsi::header`](crate::Wsi::header). Returning
+    /// an error refuses the connection (`CLIENT_CONNECTION_ERROR` follows).
+    ClientFilterPreEstablish,
+    /// `LWS_CALLBACK_CLIENT_ESTABLISHED`: an outgoing connection is a WebSocket now.
+    ClientEstablished,
+    /// `LWS_CALLBACK_CLIENT_CONNECTION_ERROR`: an outgoing connection failed before it was
+    /// established (no `CLOSED` follows, only `WSI_DESTROY`).
+    ClientConnectionError {
+        /// What went wrong, for people: the address and the error, the bad response, the
+        /// timeout.
+        reason: &'a str,
+    },
+    /// `LWS_CALLBACK_CLIENT_RECEIVE`: a piece of a message on an outgoing connection, as
+    /// [`Receive`](Reason::Receive).
+    ClientReceive {
+        /// The payload bytes (text already validated as UTF-8 up to here).
+        data: &'a [u8],
+        /// A binary message (else text).
+        binary: bool,
+        /// The first piece of a message.
+        first: bool,
+        /// The last piece of a message.
+        last: bool,
+        /// Bytes still to come in the current frame.
+        remaining: u64,
+    },
+    /// `LWS_CALLBACK_CLIENT_RECEIVE_PONG`: a pong arrived on an outgoing connection.
+    ClientReceivePong {
+        /// The pong's payload.
+        data: &'a [u8],
+    },
+    /// `LWS_CALLBACK_CLIENT_WRITEABLE`: an outgoing connection can take more data, as asked
+    /// with [`Wsi::callback_on_writable`](crate::Wsi::callback_on_writable).
+    ClientWriteable,
     /// A reason of the user's, sent with `callback_all_protocol` (libwebsockets'
     /// `LWS_CALLBACK_USER` and above).
     User(u32),

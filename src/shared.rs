@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     /// The time of this `service()` cycle and its formatted `Date`: the reactor reads the
     /// clock once per cycle and the sans-IO HTTP code is given the time.
     pub(crate) date: DateCache,
+    /// Masking keys and handshake nonces of outgoing connections: ChaCha seeded from the
+    /// operating system, so keys are unpredictable (RFC 6455 §5.3) at a few ns each.
+    pub(crate) rng: rand::rngs::StdRng,
 }
 
 impl Shared {
@@ -89,6 +92,14 @@ impl Shared {
         } else {
             false
         }
+    }
+
+    /// The masking key for a frame the connection sends: a fresh one for a client, none for
+    /// a server.
+    #[inline]
+    pub(crate) fn mask_for(&mut self, c: &Conn) -> Option<[u8; 4]> {
+        use rand::RngCore;
+        c.has(flag::CLIENT).then(|| self.rng.next_u32().to_ne_bytes())
     }
 
     pub(crate) fn protocol_id(&self, name: &str) -> Option<ProtocolId> {

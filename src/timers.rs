@@ -95,6 +95,11 @@ impl Context {
                     c.deadline = None;
                     c.clear(flag::TIMER_ARMED);
                     log::debug!("{}: timed out in {:?}", c.peer, c.state);
+                    let what = match c.state {
+                        crate::connection::State::ClientConnecting => "timed out connecting",
+                        _ => "timed out waiting for the handshake response",
+                    };
+                    self.client_note(k, what);
                     self.remove(k);
                 }
             }

@@ -10,11 +10,13 @@
 
 use crate::tls::TlsContext;
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 use rustls_pki_types::CertificateDer;
+use rustls_pki_types::ServerName;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -53,7 +55,7 @@ pub(crate) struct Transport {
 }
 
 struct Tls {
-    conn: ServerConnection,
+    conn: Connection,
     /// The first byte was looked at (see [`Transport::sniff`]).
     sniffed: bool,
     /// The socket said EOF.
@@ -71,18 +73,53 @@ impl Transport {
 
     /// A connection accepted on a TLS listener.
     pub(crate) fn tls(sock: TcpStream, ctx: &TlsContext) -> io::Result<Self> {
-        let mut conn = ServerConnection::new(ctx.config.clone()).map_err(io::Error::other)?;
+        let conn = ServerConnection::new(ctx.config.clone()).map_err(io::Error::other)?;
+        Ok(Transport::with_session(sock, Connection::Server(conn), false))
+    }
+
+    /// An outgoing TLS connection to `name` (sent by SNI and checked against the
+    /// certificate, as `config`'s verifier does).
+    pub(crate) fn tls_client(
+        sock: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<Self> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        // A client speaks first: nothing to sniff.
+        Ok(Transport::with_session(sock, Connection::Client(conn), true))
+    }
+
+    fn with_session(sock: TcpStream, mut conn: Connection, sniffed: bool) -> Self {
         conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        Ok(Transport {
+        Transport {
             sock,
             tls: Some(Box::new(Tls {
                 conn,
-                sniffed: false,
+                sniffed,
                 eof: false,
                 notified: false,
                 reported: false,
             })),
-        })
+        }
+    }
+
+    /// Replaces the socket (a client trying its next address), keeping any TLS session
+    /// that has not started.
+    pub(crate) fn replace_socket(&mut self, sock: TcpStream) {
+        self.sock = sock;
+    }
+
+    /// The outcome of a non-blocking connect: `Ok(true)` connected, `Ok(false)` still in
+    /// progress, `Err` refused or unreachable.
+    pub(crate) fn connect_result(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.sock.take_error()? {
+            return Err(e);
+        }
+        match self.sock.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The socket, to register it with the readiness source.
@@ -136,7 +173,13 @@ impl Transport {
 
     /// The SNI name the client asked for.
     pub(crate) fn server_name(&self) -> Option<&str> {
-        self.tls.as_ref().and_then(|t| t.conn.server_name())
+        match self.tls.as_deref() {
+            Some(Tls {
+                conn: Connection::Server(s),
+                ..
+            }) => s.server_name(),
+            _ => None,
+        }
     }
 
     /// True once, when the TLS handshake has just completed.

@@ -177,8 +177,9 @@ impl<'a> Wsi<'a> {
         };
         let control = opcode.is_control();
         let fin = fin || control;
+        let mask = self.shared.mask_for(self.conn);
         self.queue(data.len() + 14, |out| {
-            encoder::encode_frame(out, opcode, fin, None, data)
+            encoder::encode_frame(out, opcode, fin, mask, data)
         })?;
         if !control {
             if fin {
@@ -223,7 +224,8 @@ impl<'a> Wsi<'a> {
         } else {
             crate::proto::close::code::INTERNAL_ERROR
         };
-        encoder::encode_close(c.out_buf(&mut self.shared.bufs), Some(code), reason, None);
+        let mask = self.shared.mask_for(c);
+        encoder::encode_close(c.out_buf(&mut self.shared.bufs), Some(code), reason, mask);
         c.set(flag::CLOSE_SENT);
     }
 
@@ -327,9 +329,39 @@ impl<'a> Wsi<'a> {
     }
 
     /// A request header by name (case-insensitive), while the request is held
-    /// (`lws_hdr_copy`).
+    /// (`lws_hdr_copy`). On an outgoing connection, during `CLIENT_FILTER_PRE_ESTABLISH`:
+    /// a header of the server's response.
     pub fn header(&self, name: &str) -> Option<&str> {
+        if let Some(cs) = self.conn.http.as_ref().and_then(|h| h.client.as_ref()) {
+            return cs.response_header(name);
+        }
         self.conn.request().and_then(|r| r.header(name))
+    }
+
+    /// During `CLIENT_APPEND_HANDSHAKE_HEADER`: adds a field to the handshake request of this
+    /// outgoing connection (a cookie, an authorization). False at other times, or when the
+    /// field holds CR or LF.
+    pub fn append_handshake_header(&mut self, name: &str, value: &str) -> bool {
+        if name.is_empty()
+            || name
+                .bytes()
+                .chain(value.bytes())
+                .any(|b| b == b'\r' || b == b'\n')
+        {
+            return false;
+        }
+        match self.conn.http.as_mut().and_then(|h| h.client.as_mut()) {
+            Some(cs) if self.conn.state == State::ClientConnecting => {
+                cs.extra.push((name.to_owned(), value.to_owned()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True for an outgoing (client) connection.
+    pub fn is_client(&self) -> bool {
+        self.conn.has(flag::CLIENT)
     }
 
     /// The `Host` header.

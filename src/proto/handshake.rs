@@ -1,5 +1,6 @@
 //! The opening handshake (RFC 6455 §4): key/accept computation, validation of a client's
-//! upgrade request, and the server's 101 response.
+//! upgrade request and the server's 101 response; for clients, the request and the checks
+//! of the server's response.
 //!
 //! This module works on header values, not on sockets or on a particular HTTP parser:
 //! pass a lookup function from header name (case-insensitive) to value.
@@ -186,6 +187,124 @@ pub fn client_key(random: [u8; 16]) -> String {
     STANDARD.encode(random)
 }
 
+/// Appends a client's opening handshake (RFC 6455 §4.1): `GET path`, `Host`, the upgrade
+/// fields with `key`, `Origin` and `Sec-WebSocket-Protocol` when given, then `extra` fields
+/// (cookies, authorization). Fields holding CR or LF are dropped, as in responses.
+///
+/// ```
+/// use wsreactor::proto::handshake::write_request;
+/// let mut out = Vec::new();
+/// write_request(&mut out, "/chat?x=1", "example.com:8080", Some("http://example.com"),
+///               Some("chat"), "dGhlIHNhbXBsZSBub25jZQ==", &[]);
+/// let text = String::from_utf8(out).unwrap();
+/// assert!(text.starts_with("GET /chat?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
+/// assert!(text.ends_with("Sec-WebSocket-Protocol: chat\r\n\r\n"));
+/// ```
+pub fn write_request(
+    out: &mut Vec<u8>,
+    path: &str,
+    host: &str,
+    origin: Option<&str>,
+    protocols: Option<&str>,
+    key: &str,
+    extra: &[(&str, &str)],
+) {
+    let path = if path.is_empty() || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        "/"
+    } else {
+        path
+    };
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    response::write_header(out, "Host", host);
+    response::write_header(out, "Upgrade", "websocket");
+    response::write_header(out, "Connection", "Upgrade");
+    response::write_header(out, "Sec-WebSocket-Key", key);
+    response::write_header(out, "Sec-WebSocket-Version", "13");
+    if let Some(o) = origin {
+        response::write_header(out, "Origin", o);
+    }
+    if let Some(p) = protocols.filter(|p| !p.is_empty()) {
+        response::write_header(out, "Sec-WebSocket-Protocol", p);
+    }
+    for (name, value) in extra {
+        response::write_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Why a server's handshake response was refused by the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The status was not 101 (the status is given).
+    Status(u16),
+    /// No `Upgrade: websocket`.
+    Upgrade,
+    /// No `Connection: Upgrade`.
+    Connection,
+    /// `Sec-WebSocket-Accept` missing or not the one for our key.
+    Accept,
+    /// The server chose a sub-protocol we did not offer (or chose one when we offered none).
+    Protocol(String),
+    /// The server named an extension we did not offer.
+    Extension(String),
+}
+
+impl std::fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseError::Status(s) => write!(f, "the server answered {s}, not 101"),
+            ResponseError::Upgrade => f.write_str("no Upgrade: websocket in the response"),
+            ResponseError::Connection => f.write_str("no Connection: Upgrade in the response"),
+            ResponseError::Accept => f.write_str("Sec-WebSocket-Accept does not match our key"),
+            ResponseError::Protocol(p) => {
+                write!(f, "the server chose sub-protocol {p:?}, which we did not offer")
+            }
+            ResponseError::Extension(e) => {
+                write!(f, "the server named extension {e:?}, which we did not offer")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+/// Checks a server's response to our handshake (RFC 6455 §4.1, the client's checks): status
+/// 101, the upgrade tokens, the accept key for `key`, a sub-protocol among `offered` (a
+/// comma-separated list, or `None`), and no extension (none are offered). Returns the
+/// sub-protocol the server chose. `lookup` gives a header's values joined by commas.
+pub fn validate_response<'h>(
+    status: u16,
+    key: &str,
+    offered: Option<&str>,
+    lookup: impl Fn(&str) -> Option<&'h [u8]>,
+) -> Result<Option<String>, ResponseError> {
+    if status != 101 {
+        return Err(ResponseError::Status(status));
+    }
+    if !lookup("upgrade").is_some_and(|v| has_token(v, "websocket")) {
+        return Err(ResponseError::Upgrade);
+    }
+    if !lookup("connection").is_some_and(|v| has_token(v, "upgrade")) {
+        return Err(ResponseError::Connection);
+    }
+    let want = accept_key(key.as_bytes());
+    if lookup("sec-websocket-accept").map(|v| v.trim_ascii()) != Some(want.as_bytes()) {
+        return Err(ResponseError::Accept);
+    }
+    if let Some(ext) = lookup("sec-websocket-extensions").filter(|v| !v.trim_ascii().is_empty()) {
+        return Err(ResponseError::Extension(
+            String::from_utf8_lossy(ext).into_owned(),
+        ));
+    }
+    match lookup("sec-websocket-protocol").map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned()) {
+        None => Ok(None),
+        Some(p) if offered.is_some_and(|o| offered_protocols(o).any(|x| x == p)) => Ok(Some(p)),
+        Some(p) => Err(ResponseError::Protocol(p)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +407,66 @@ mod tests {
         );
         assert!(!s.contains("Date:") && !s.contains("Content-Length") && !s.contains("Protocol:"));
         assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn client_request_and_response_checks() {
+        let mut out = Vec::new();
+        write_request(
+            &mut out,
+            "/x",
+            "h:1",
+            None,
+            Some("a, b"),
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            &[("Cookie", "c=1"), ("Bad", "x\r\ny")],
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert!(text.contains("Cookie: c=1\r\n"));
+        assert!(!text.contains("Bad"), "a field with CR LF must be dropped");
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let good = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("Sec-WebSocket-Protocol", "b"),
+        ];
+        assert_eq!(
+            validate_response(101, key, Some("a, b"), lookup(&good)),
+            Ok(Some("b".into()))
+        );
+        assert_eq!(
+            validate_response(200, key, Some("a, b"), lookup(&good)),
+            Err(ResponseError::Status(200))
+        );
+        assert_eq!(
+            validate_response(101, key, Some("a"), lookup(&good)),
+            Err(ResponseError::Protocol("b".into()))
+        );
+        assert_eq!(
+            validate_response(101, key, None, lookup(&good)),
+            Err(ResponseError::Protocol("b".into()))
+        );
+        let bad_accept = [
+            ("Upgrade", "websocket"),
+            ("Connection", "upgrade"),
+            ("Sec-WebSocket-Accept", "AAAA"),
+        ];
+        assert_eq!(
+            validate_response(101, key, None, lookup(&bad_accept)),
+            Err(ResponseError::Accept)
+        );
+        let ext = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("Sec-WebSocket-Extensions", "permessage-deflate"),
+        ];
+        assert!(matches!(
+            validate_response(101, key, None, lookup(&ext)),
+            Err(ResponseError::Extension(_))
+        ));
+        assert_eq!(validate_response(101, key, None, lookup(&good[..3])), Ok(None));
     }
 }

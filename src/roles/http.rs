@@ -39,6 +39,8 @@ pub(crate) struct HttpState {
     /// Body bytes received so far (checked against the body limit).
     pub(crate) body_seen: u64,
     pub(crate) file: Option<FileStream>,
+    /// An outgoing connection's handshake state (the client role's).
+    pub(crate) client: Option<Box<super::client::ClientState>>,
 }
 
 impl Context {

@@ -7,11 +7,14 @@
 //!   WebSocket: decode → `RECEIVE` / `RECEIVE_PONG`, pings answered, the close handshake,
 //!   failing on protocol errors.
 //!
+//! * [`client`]: outgoing connections: name resolution off the loop, connect, the client
+//!   handshake, then the WebSocket role with masked frames and the `CLIENT_*` reasons.
+//!
 //! A role takes input as `(bytes) -> (consumed, Stop)` from the
 //! [driver](crate::driver), which reads, stashes and flushes for every role alike. An
-//! outgoing client (its handshake, masking) and a raw role for adopted descriptors are
-//! further modules of this shape beside these two.
+//! raw role for adopted descriptors would be one more module of this shape.
 
+pub(crate) mod client;
 pub(crate) mod http;
 pub(crate) mod websocket;
 

@@ -142,12 +142,22 @@ impl Context {
                     wsi.rx_binary = binary;
                     wsi.rx_final = last;
                     wsi.rx_remaining = remaining;
-                    let reason = Reason::Receive {
-                        data,
-                        binary,
-                        first,
-                        last,
-                        remaining,
+                    let reason = if wsi.conn.has(flag::CLIENT) {
+                        Reason::ClientReceive {
+                            data,
+                            binary,
+                            first,
+                            last,
+                            remaining,
+                        }
+                    } else {
+                        Reason::Receive {
+                            data,
+                            binary,
+                            first,
+                            last,
+                            remaining,
+                        }
                     };
                     if let Err(e) = handler.call(&mut wsi, session, reason) {
                         wsi.close(e.code, &e.reason);
@@ -155,12 +165,18 @@ impl Context {
                 }
                 Event::Ping(p) => {
                     if !c.has(flag::CLOSE_SENT) {
-                        encoder::encode_frame(c.out_buf(&mut shared.bufs), OpCode::Pong, true, None, p);
+                        let mask = shared.mask_for(c);
+                        encoder::encode_frame(c.out_buf(&mut shared.bufs), OpCode::Pong, true, mask, p);
                     }
                 }
                 Event::Pong(data) => {
+                    let reason = if c.has(flag::CLIENT) {
+                        Reason::ClientReceivePong { data }
+                    } else {
+                        Reason::ReceivePong { data }
+                    };
                     let mut wsi = Wsi::new(c, shared, k as u32);
-                    if let Err(e) = handler.call(&mut wsi, session, Reason::ReceivePong { data }) {
+                    if let Err(e) = handler.call(&mut wsi, session, reason) {
                         wsi.close(e.code, &e.reason);
                     }
                 }
@@ -172,7 +188,8 @@ impl Context {
                     if !c.has(flag::CLOSE_SENT) {
                         // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an
                         // empty one.
-                        encoder::encode_close(c.out_buf(&mut shared.bufs), peer_code, "", None);
+                        let mask = shared.mask_for(c);
+                        encoder::encode_close(c.out_buf(&mut shared.bufs), peer_code, "", mask);
                         c.set(flag::CLOSE_SENT);
                     }
                     deliver_closed(&mut **handler, c, shared, k, peer_code, reason);
@@ -188,7 +205,8 @@ impl Context {
 /// is awaited.
 fn fail(c: &mut Conn, shared: &mut Shared, code: u16, reason: &str) {
     if !c.has(flag::CLOSE_SENT) {
-        encoder::encode_close(c.out_buf(&mut shared.bufs), Some(code), reason, None);
+        let mask = shared.mask_for(c);
+        encoder::encode_close(c.out_buf(&mut shared.bufs), Some(code), reason, mask);
         c.set(flag::CLOSE_SENT);
     }
     c.set(flag::SHUTDOWN_AFTER_FLUSH);

@@ -1,0 +1,532 @@
+//! The client role: an outgoing connection from name to WebSocket.
+//!
+//! ClientConnecting (the name resolved off the loop, then a non-blocking connect, address
+//! after address) → `CLIENT_APPEND_HANDSHAKE_HEADER` and the request sent → ClientHandshake
+//! (the response head read and checked: 101, accept key, sub-protocol, no extension) →
+//! `CLIENT_FILTER_PRE_ESTABLISH` → `CLIENT_ESTABLISHED`, and from there the
+//! [WebSocket role](super::websocket) with masked frames and the `CLIENT_*` reasons. Any
+//! failure before that ends in one `CLIENT_CONNECTION_ERROR` with the reason as text.
+
+use super::Stop;
+use crate::client::{ClientConnect, SslMode};
+use crate::connection::{flag, Conn, State};
+use crate::context::Context;
+use crate::proto::{handshake, Receiver, Role};
+use crate::readiness::MAX_CONN_KEY;
+use crate::reason::{ConnId, Reason};
+use crate::roles::http::HttpState;
+use crate::transport::Transport;
+use mio::net::TcpStream;
+use rustls_pki_types::ServerName;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Most header fields read from a server's handshake response.
+const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// An outgoing connection's state until it is established (kept in its [`HttpState`]).
+#[derive(Debug)]
+pub(crate) struct ClientState {
+    pub(crate) info: ClientConnect,
+    /// Our `Sec-WebSocket-Key`.
+    key: String,
+    /// Addresses still to try after the current one.
+    addrs: Vec<SocketAddr>,
+    /// The address being connected to, for error messages.
+    current: Option<SocketAddr>,
+    /// Fields added in `CLIENT_APPEND_HANDSHAKE_HEADER`.
+    pub(crate) extra: Vec<(String, String)>,
+    /// The response's fields (names lower-cased, repeated ones joined by `, `), readable in
+    /// `CLIENT_FILTER_PRE_ESTABLISH`.
+    response: Vec<(String, String)>,
+    /// Why the connection failed, for `CLIENT_CONNECTION_ERROR`.
+    pub(crate) error: Option<String>,
+}
+
+impl ClientState {
+    pub(crate) fn response_header(&self, name: &str) -> Option<&str> {
+        self.response
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Name resolutions done off the loop, handed back through the waker.
+pub(crate) struct Resolver {
+    tx: mpsc::Sender<Resolved>,
+    rx: mpsc::Receiver<Resolved>,
+}
+
+type Resolved = (usize, u32, io::Result<Vec<SocketAddr>>);
+
+impl Default for Resolver {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Resolver { tx, rx }
+    }
+}
+
+fn unconnected_socket() -> io::Result<TcpStream> {
+    // A placeholder until the name is resolved: the connection needs a socket to exist,
+    // and the real one is made per address tried.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpStream::from_std(s.into()))
+}
+
+impl Context {
+    /// Opens an outgoing WebSocket connection (libwebsockets' `libwebsocket_client_connect`):
+    /// `ssl` 0 plain, 1 verified TLS, 2 TLS accepting a self-signed certificate; `host` and
+    /// `origin` the headers to send (`host` empty: the address); `protocol` the
+    /// sub-protocol(s) to offer, which also names the registered protocol that gets the
+    /// callbacks; `ietf_version` -1 or 13.
+    ///
+    /// The connection is driven by `service()`: its protocol gets `CLIENT_ESTABLISHED`, or
+    /// `CLIENT_CONNECTION_ERROR` with the reason. An error here means the request itself is
+    /// unusable.
+    #[allow(clippy::too_many_arguments)]
+    pub fn client_connect(
+        &mut self,
+        address: &str,
+        port: u16,
+        ssl: i32,
+        path: &str,
+        host: &str,
+        origin: Option<&str>,
+        protocol: Option<&str>,
+        ietf_version: i32,
+    ) -> io::Result<ConnId> {
+        if ietf_version != -1 && ietf_version != 13 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("WebSocket version {ietf_version} is not supported (13 is)"),
+            ));
+        }
+        let mut c = ClientConnect::new(address, port)
+            .ssl(SslMode::from_lws(ssl))
+            .with_path(path);
+        if !host.is_empty() {
+            c = c.host_header(host);
+        }
+        if let Some(o) = origin {
+            c = c.origin(o);
+        }
+        if let Some(p) = protocol {
+            c = c.protocols(p);
+        }
+        self.connect(c)
+    }
+
+    /// Opens an outgoing WebSocket connection; see [`ClientConnect`].
+    ///
+    /// ```no_run
+    /// # use wsreactor::{ClientConnect, Context, Protocol, Reason, Wsi, Close};
+    /// # #[derive(Default)] struct Chat;
+    /// # impl Protocol for Chat { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// let mut ctx = Context::builder().no_listen().protocol("chat", Chat).build()?;
+    /// ctx.connect(ClientConnect::url("wss://example.com/chat").unwrap().protocols("chat"))?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect(&mut self, info: ClientConnect) -> io::Result<ConnId> {
+        self.connect_inner(info, None)
+    }
+
+    /// [`connect`](Self::connect) with the connection's initial per-session data
+    /// (libwebsockets' `client_connect_extended` userdata). It must be the `Session` type of
+    /// the protocol the connection is bound to.
+    pub fn connect_with_session<S: 'static>(
+        &mut self,
+        info: ClientConnect,
+        session: S,
+    ) -> io::Result<ConnId> {
+        self.connect_inner(info, Some(Box::new(session)))
+    }
+
+    fn connect_inner(
+        &mut self,
+        info: ClientConnect,
+        session: Option<Box<dyn std::any::Any>>,
+    ) -> io::Result<ConnId> {
+        let pid = match &info.bind {
+            Some(name) => self.shared.protocol_id(name).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no protocol {name:?} registered"),
+                )
+            })?,
+            None => info
+                .protocols
+                .as_deref()
+                .and_then(|offer| {
+                    handshake::offered_protocols(offer).find_map(|o| self.shared.protocol_id(o))
+                })
+                .unwrap_or(crate::reason::ProtocolId(0)),
+        };
+        let handler = &mut self.protocols[pid.index()].handler;
+        let session = match session {
+            None => handler.new_session(),
+            Some(s) => handler.new_session_with(s).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the session's type is not the protocol's Session type",
+                )
+            })?,
+        };
+        let ip = info.address.parse::<IpAddr>().ok();
+        let first = ip.map(|ip| SocketAddr::new(ip, info.port));
+        let sock = match first {
+            Some(addr) => TcpStream::connect(addr),
+            None => unconnected_socket(),
+        };
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) => {
+                self.protocols[pid.index()].handler.drop_session(session);
+                return Err(e);
+            }
+        };
+        let mut transport = match info.ssl {
+            SslMode::Plain => Transport::tcp(sock),
+            mode => {
+                let config = self.client_tls_config(mode == SslMode::AllowSelfSigned)?;
+                let name = ServerName::try_from(info.address.clone()).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name: {e}"))
+                })?;
+                Transport::tls_client(sock, config, name)?
+            }
+        };
+        let entry = self.conns.vacant_entry();
+        let k = entry.key();
+        if k > MAX_CONN_KEY {
+            return Err(io::Error::other("too many connections"));
+        }
+        if first.is_some() {
+            self.readiness.add_conn(transport.source(), k)?;
+        }
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
+        let mut nonce = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut self.shared.rng, &mut nonce);
+        let name = info.address.clone();
+        let port = info.port;
+        let client = ClientState {
+            info,
+            key: handshake::client_key(nonce),
+            addrs: Vec::new(),
+            current: first,
+            extra: Vec::new(),
+            response: Vec::new(),
+            error: None,
+        };
+        entry.insert(Conn {
+            transport,
+            peer: first.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port))),
+            out: Vec::new(),
+            stash: Vec::new(),
+            rx: Receiver::new(Role::Client, self.cfg.limits),
+            http: Some(Box::new(HttpState {
+                client: Some(Box::new(client)),
+                ..HttpState::default()
+            })),
+            deadline: Some(deadline),
+            out_pos: 0,
+            drained: 0,
+            gen,
+            session,
+            proto: pid.0,
+            flags: flag::CLIENT | flag::TIMER_ARMED,
+            state: State::ClientConnecting,
+        });
+        self.timers.push(deadline, k, gen);
+        if first.is_none() {
+            // Names are resolved on a thread of their own: getaddrinfo blocks.
+            let tx = self.resolver.tx.clone();
+            let waker = self.readiness.waker();
+            let host = name.clone();
+            std::thread::spawn(move || {
+                let r = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>());
+                if tx.send((k, gen, r)).is_ok() {
+                    let _ = waker.wake();
+                }
+            });
+        }
+        log::debug!("client {k}.{gen}: connecting to {name}:{port}");
+        Ok(ConnId { key: k as u32, gen })
+    }
+
+    fn client_tls_config(&mut self, self_signed: bool) -> io::Result<std::sync::Arc<rustls::ClientConfig>> {
+        let slot = &mut self.client_tls[usize::from(self_signed)];
+        if let Some(c) = slot {
+            return Ok(c.clone());
+        }
+        let c = crate::tls::client_config(self_signed, self.cfg.ca_file.as_deref())?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Hands finished name resolutions to their connections.
+    pub(crate) fn client_resolved(&mut self) {
+        while let Ok((k, gen, r)) = self.resolver.rx.try_recv() {
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            if c.gen != gen || c.state != State::ClientConnecting {
+                continue;
+            }
+            let cs = c
+                .http
+                .as_mut()
+                .and_then(|h| h.client.as_mut())
+                .expect("client state");
+            match r {
+                Ok(addrs) if !addrs.is_empty() => {
+                    // Happy-eyeballs' preference, one at a time: IPv6 and IPv4 alternate.
+                    let (v6, v4): (Vec<_>, Vec<_>) = addrs.into_iter().partition(SocketAddr::is_ipv6);
+                    let mut order = Vec::new();
+                    let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
+                    loop {
+                        match (a.next(), b.next()) {
+                            (None, None) => break,
+                            (x, y) => order.extend(x.into_iter().chain(y)),
+                        }
+                    }
+                    order.reverse();
+                    cs.addrs = order;
+                    self.client_next_address(k);
+                }
+                Ok(_) => {
+                    let why = format!("{}: the name has no address", cs.info.address);
+                    self.client_fail(k, why);
+                }
+                Err(e) => {
+                    let why = format!("{}: {e}", cs.info.address);
+                    self.client_fail(k, why);
+                }
+            }
+        }
+    }
+
+    /// Connects to the next address to try, or fails with the last error.
+    fn client_next_address(&mut self, k: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            let cs = c
+                .http
+                .as_mut()
+                .and_then(|h| h.client.as_mut())
+                .expect("client state");
+            let Some(addr) = cs.addrs.pop() else {
+                let why = cs.error.take().unwrap_or_else(|| "no address left to try".into());
+                self.client_fail(k, why);
+                return;
+            };
+            cs.current = Some(addr);
+            match TcpStream::connect(addr) {
+                Ok(sock) => {
+                    c.peer = addr;
+                    c.transport.replace_socket(sock);
+                    if let Err(e) = self.readiness.add_conn(c.transport.source(), k) {
+                        cs.error = Some(format!("{addr}: {e}"));
+                        continue;
+                    }
+                    return;
+                }
+                Err(e) => cs.error = Some(format!("{addr}: {e}")),
+            }
+        }
+    }
+
+    /// A readiness event while connecting: the connect finished (or failed).
+    pub(crate) fn client_connect_event(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.http
+            .as_ref()
+            .and_then(|h| h.client.as_ref())
+            .is_none_or(|cs| cs.current.is_none())
+        {
+            return; // still resolving
+        }
+        match c.transport.connect_result() {
+            Ok(false) => {}
+            Ok(true) => self.client_send_request(k),
+            Err(e) => {
+                let cs = c
+                    .http
+                    .as_mut()
+                    .and_then(|h| h.client.as_mut())
+                    .expect("client state");
+                cs.error = Some(format!("connect to {}: {e}", cs.current.expect("set")));
+                self.client_next_address(k);
+            }
+        }
+    }
+
+    fn client_send_request(&mut self, k: usize) {
+        c_flags_connected(&mut self.conns[k]);
+        if self.call(k, Reason::ClientAppendHandshakeHeader).is_err() {
+            self.client_fail(k, "refused by CLIENT_APPEND_HANDSHAKE_HEADER".into());
+            return;
+        }
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let Conn { http, out, .. } = c;
+        let cs = http
+            .as_ref()
+            .and_then(|h| h.client.as_ref())
+            .expect("client state");
+        if out.capacity() == 0 {
+            *out = self.shared.bufs.take();
+        }
+        let extra: Vec<(&str, &str)> = cs.extra.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        handshake::write_request(
+            out,
+            &cs.info.path,
+            &cs.info.host_value(),
+            cs.info.origin.as_deref(),
+            cs.info.protocols.as_deref(),
+            &cs.key,
+            &extra,
+        );
+        c.state = State::ClientHandshake;
+        log::debug!("{}: handshake request sent", c.peer);
+        self.flush(k);
+    }
+
+    /// Reads the server's response head; on success the connection becomes a WebSocket and
+    /// the rest of `buf` is WebSocket input.
+    pub(crate) fn client_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let max = self.cfg.http_limits.max_head_bytes;
+        let c = &mut self.conns[k];
+        let hs = c.http.as_mut().expect("client state");
+        let before = hs.head.len();
+        hs.head.extend_from_slice(buf);
+        let Some(end) = head_end(&hs.head) else {
+            if hs.head.len() > max {
+                self.client_fail(k, format!("the response head is over {max} bytes"));
+                return (buf.len(), Stop::Done);
+            }
+            return (buf.len(), Stop::NeedMore);
+        };
+        let head = std::mem::take(&mut hs.head);
+        let consumed = end - before;
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut resp = httparse::Response::new(&mut fields);
+        let status = match resp.parse(&head[..end]) {
+            Ok(httparse::Status::Complete(_)) => resp.code.unwrap_or(0),
+            Ok(httparse::Status::Partial) => 0,
+            Err(e) => {
+                self.client_fail(k, format!("bad response head: {e}"));
+                return (buf.len(), Stop::Done);
+            }
+        };
+        let mut response: Vec<(String, String)> = Vec::new();
+        for h in resp.headers.iter() {
+            let v = String::from_utf8_lossy(h.value).trim().to_owned();
+            match response.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(h.name)) {
+                Some((_, old)) => {
+                    old.push_str(", ");
+                    old.push_str(&v);
+                }
+                None => response.push((h.name.to_ascii_lowercase(), v)),
+            }
+        }
+        let cs = hs.client.as_mut().expect("client state");
+        let checked = handshake::validate_response(status, &cs.key, cs.info.protocols.as_deref(), |n| {
+            response.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_bytes())
+        });
+        cs.response = response;
+        if let Err(e) = checked {
+            self.client_fail(k, e.to_string());
+            return (buf.len(), Stop::Done);
+        }
+        if self.call(k, Reason::ClientFilterPreEstablish).is_err() {
+            self.client_fail(k, "refused by CLIENT_FILTER_PRE_ESTABLISH".into());
+            return (buf.len(), Stop::Done);
+        }
+        let Some(c) = self.conns.get_mut(k) else {
+            return (buf.len(), Stop::Done);
+        };
+        c.state = State::WebSocket;
+        c.set(flag::UPGRADED);
+        c.deadline = None;
+        c.http = None;
+        let p = &self.protocols[c.proto as usize];
+        c.rx.frames_mut().set_max_chunk(p.rx_buffer_size);
+        log::debug!("{}: client established on {}", c.peer, p.name);
+        self.call_and_close(k, Reason::ClientEstablished);
+        (consumed, Stop::Switched)
+    }
+
+    /// Records why an outgoing connection failed and removes it (`CLIENT_CONNECTION_ERROR`).
+    pub(crate) fn client_fail(&mut self, k: usize, reason: String) {
+        if let Some(cs) = self
+            .conns
+            .get_mut(k)
+            .and_then(|c| c.http.as_mut())
+            .and_then(|h| h.client.as_mut())
+        {
+            log::debug!("client {k}: {reason}");
+            cs.error = Some(reason);
+        }
+        self.remove(k);
+    }
+
+    /// Notes an I/O error of an outgoing connection that is not established yet, for its
+    /// `CLIENT_CONNECTION_ERROR`.
+    pub(crate) fn client_note(&mut self, k: usize, what: &str) {
+        if let Some(cs) = self
+            .conns
+            .get_mut(k)
+            .and_then(|c| c.http.as_mut())
+            .and_then(|h| h.client.as_mut())
+        {
+            if cs.error.is_none() {
+                cs.error = Some(what.to_owned());
+            }
+        }
+    }
+}
+
+fn c_flags_connected(c: &mut Conn) {
+    // Connected: reads are possible from now on.
+    c.set(flag::MAY_READ);
+}
+
+/// The length of a response head (through its blank line), if it is all in `b`.
+fn head_end(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = b[i..].iter().position(|&x| x == b'\n') {
+        let nl = i + p;
+        let rest = &b[nl + 1..];
+        if rest.starts_with(b"\n") {
+            return Some(nl + 2);
+        }
+        if rest.starts_with(b"\r\n") {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn head_end() {
+        assert_eq!(super::head_end(b"HTTP/1.1 101 x\r\nA: b\r\n\r\nrest"), Some(24));
+        assert_eq!(super::head_end(b"HTTP/1.1 101 x\nA: b\n\nrest"), Some(21));
+        assert_eq!(super::head_end(b"HTTP/1.1 101 x\r\nA: b\r\n"), None);
+    }
+}
