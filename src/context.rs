@@ -19,7 +19,7 @@ use crate::fileserver::cache::FileCache;
 use crate::proto::{close::code, encoder};
 use crate::protocol::Protocol;
 use crate::readiness::{Readiness, Ready, Source};
-use crate::reason::{ProtocolEvent, ProtocolId, Reason};
+use crate::reason::{ConnId, ProtocolEvent, ProtocolId, Reason};
 use crate::shared::{CtxRequest, Shared};
 use crate::timers::Timers;
 use crate::tls::TlsContext;
@@ -159,6 +159,19 @@ impl Context {
     /// done by the next `service()`.
     pub fn callback_all_protocol(&mut self, protocol: ProtocolId, reason: Reason<'static>) {
         self.shared.requests.push(CtxRequest::Callback(protocol, reason));
+    }
+
+    /// Asks for one WRITEABLE callback on connection `id`, from outside its callbacks
+    /// (`libwebsocket_callback_on_writable` by id). False if `id` names no open connection
+    /// (it closed, or its slot was reused).
+    pub fn callback_on_writable(&mut self, id: ConnId) -> bool {
+        match self.conns.get_mut(id.key as usize) {
+            Some(c) if c.gen == id.gen => {
+                self.shared.schedule_writable(id.key as usize, c);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Runs `service()` forever (until it fails).
