@@ -107,7 +107,7 @@ impl Context {
                     break;
                 }
             }
-            if u64::from(c.drained) > self.cfg.max_close_drain {
+            if c.drained != 0 && u64::from(c.drained) > self.cfg.max_close_drain {
                 // A closing peer that keeps sending: read no more of it; our last bytes go
                 // out, then the FIN, and the close deadline ends the connection.
                 break;

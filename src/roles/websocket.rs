@@ -108,9 +108,17 @@ impl Context {
         let c = &mut conns[k];
         let handler = &mut protocols[c.proto as usize].handler;
         let session = c.session;
+        let client = c.has(flag::CLIENT);
+        // Nothing flushes while input is decoded, so `out_pos` stands still and the out
+        // buffer's bound (half of max_unsent, see Shared::out_full) is a length to compare.
+        let out_limit = shared.max_unsent / 2 + c.out_pos as usize;
         let mut pos = 0;
         loop {
-            if c.has(flag::RX_PAUSED) || shared.out_full(c) {
+            if c.has(flag::RX_PAUSED) {
+                return (pos, Stop::Paused);
+            }
+            if c.out.len() > out_limit {
+                c.set(flag::OUT_FULL);
                 return (pos, Stop::Paused);
             }
             let (n, ev) = match c.rx.decode(&mut buf[pos..]) {
@@ -142,7 +150,7 @@ impl Context {
                     wsi.rx_binary = binary;
                     wsi.rx_final = last;
                     wsi.rx_remaining = remaining;
-                    let reason = if wsi.conn.has(flag::CLIENT) {
+                    let reason = if client {
                         Reason::ClientReceive {
                             data,
                             binary,
@@ -170,7 +178,7 @@ impl Context {
                     }
                 }
                 Event::Pong(data) => {
-                    let reason = if c.has(flag::CLIENT) {
+                    let reason = if client {
                         Reason::ClientReceivePong { data }
                     } else {
                         Reason::ReceivePong { data }
