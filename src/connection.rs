@@ -76,7 +76,6 @@ pub(crate) mod flag {
 
 pub(crate) struct Conn {
     pub(crate) transport: Transport,
-    pub(crate) peer: SocketAddr,
     /// Out buffer: frames (or HTTP bytes) queued for the socket, sent from `out_pos`.
     pub(crate) out: Vec<u8>,
     /// Received bytes not consumed yet (split frame header, paused input).
@@ -110,6 +109,15 @@ impl Conn {
     #[inline]
     pub(crate) fn clear(&mut self, f: u32) {
         self.flags &= !f;
+    }
+
+    /// The peer's address, asked of the socket when wanted (logs, `Wsi::peer_addr`) rather
+    /// than kept: 32 bytes less per connection. `0.0.0.0:0` for a socket that is not
+    /// connected (a client still connecting).
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.transport
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The out buffer, taken from the pool if the connection holds none: every write path

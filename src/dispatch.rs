@@ -127,7 +127,7 @@ impl Context {
             };
             log::debug!(
                 "{}: callback closed the connection: {} {}",
-                c.peer,
+                c.peer(),
                 e.code,
                 e.reason
             );

@@ -124,13 +124,13 @@ impl Context {
                     }
                     Ok(Sniffed::Tls) => {}
                     Ok(Sniffed::Plain) => {
-                        log::debug!("{}: plain bytes on the TLS port", c.peer);
+                        log::debug!("{}: plain bytes on the TLS port", c.peer());
                         if self.tls.as_ref().is_some_and(|t| t.plain != PlainHttp::Serve) {
                             c.set(flag::PLAIN_ON_TLS);
                         }
                     }
                     Err(e) => {
-                        log::debug!("{}: read: {e}", c.peer);
+                        log::debug!("{}: read: {e}", c.peer());
                         self.remove(k);
                         return;
                     }
@@ -160,7 +160,7 @@ impl Context {
                             if u64::from(c.drained) > self.cfg.max_close_drain {
                                 // Not a reset: that would destroy our close frame (or
                                 // response) still queued in the kernel.
-                                log::debug!("{}: still sending after our close: not read any more", c.peer);
+                                log::debug!("{}: still sending after our close: not read any more", c.peer());
                                 c.set(flag::SHUTDOWN_AFTER_FLUSH);
                             }
                         }
@@ -168,7 +168,7 @@ impl Context {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => c.clear(flag::MAY_READ),
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        log::debug!("{}: read: {e}", c.peer);
+                        log::debug!("{}: read: {e}", c.peer());
                         self.rxbuf = buf;
                         self.client_note(k, &format!("read: {e}"));
                         self.remove(k);
@@ -224,7 +224,7 @@ impl Context {
 
     fn peer_eof(&mut self, k: usize) {
         if let Some(c) = self.conns.get(k) {
-            log::debug!("{}: EOF", c.peer);
+            log::debug!("{}: EOF", c.peer());
             self.client_note(k, "the server closed the connection during the handshake");
             // A half-closed peer can still receive: send what is queued (a close reply, an
             // error, a response) before closing.
@@ -289,7 +289,7 @@ impl Context {
                     Ok(Sent::All) => {}
                     Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
                     Err(e) => {
-                        log::debug!("{}: write: {e}", c.peer);
+                        log::debug!("{}: write: {e}", c.peer());
                         self.client_note(k, &format!("write: {e}"));
                         self.remove(k);
                         return;
@@ -383,10 +383,10 @@ impl Context {
         let _ = self.call(k, Reason::WsiDestroy);
         self.readiness.remove_conn(k);
         let c = self.conns.remove(k);
+        log::debug!("{}: closed", c.peer());
         self.protocols[c.proto as usize].handler.drop_session(c.session);
         self.shared.bufs.give(c.out);
         self.shared.bufs.give(c.stash);
-        log::debug!("{}: closed", c.peer);
     }
 }
 
@@ -400,7 +400,7 @@ impl Context {
         };
         log::debug!(
             "{}: TLS established (SNI {:?})",
-            c.peer,
+            c.peer(),
             c.transport.server_name()
         );
         let Some(chain) = c.transport.peer_certificates().map(<[_]>::to_vec) else {

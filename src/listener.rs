@@ -122,7 +122,6 @@ impl Context {
             let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
             entry.insert(Conn {
                 transport,
-                peer,
                 out: Vec::new(),
                 stash: Vec::new(),
                 rx: Receiver::new(Role::Server, self.cfg.limits),

@@ -94,7 +94,7 @@ impl Context {
                 Some(_) => {
                     c.deadline = None;
                     c.clear(flag::TIMER_ARMED);
-                    log::debug!("{}: timed out in {:?}", c.peer, c.state);
+                    log::debug!("{}: timed out in {:?}", c.peer(), c.state);
                     let what = match c.state {
                         crate::connection::State::ClientConnecting => "timed out connecting",
                         _ => "timed out waiting for the handshake response",

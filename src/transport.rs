@@ -270,6 +270,10 @@ impl Transport {
         let _ = self.sock.shutdown(Shutdown::Write);
     }
 
+    pub(crate) fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.sock.peer_addr()
+    }
+
     pub(crate) fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }

@@ -291,7 +291,7 @@ impl<'a> Wsi<'a> {
 
     /// The peer's address (`libwebsockets_get_peer_addresses`).
     pub fn peer_addr(&self) -> SocketAddr {
-        self.conn.peer
+        self.conn.peer()
     }
 
     /// The socket's file descriptor (`libwebsocket_get_socket_fd`).

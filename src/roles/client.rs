@@ -225,7 +225,6 @@ impl Context {
         };
         entry.insert(Conn {
             transport,
-            peer: first.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port))),
             out: Vec::new(),
             stash: Vec::new(),
             rx: Receiver::new(Role::Client, self.cfg.limits),
@@ -332,7 +331,6 @@ impl Context {
             cs.current = Some(addr);
             match TcpStream::connect(addr) {
                 Ok(sock) => {
-                    c.peer = addr;
                     c.transport.replace_socket(sock);
                     if let Err(e) = self.readiness.add_conn(c.transport.source(), k) {
                         cs.error = Some(format!("{addr}: {e}"));
@@ -400,7 +398,7 @@ impl Context {
             &extra,
         );
         c.state = State::ClientHandshake;
-        log::debug!("{}: handshake request sent", c.peer);
+        log::debug!("{}: handshake request sent", c.peer());
         self.flush(k);
     }
 
@@ -464,7 +462,7 @@ impl Context {
         c.http = None;
         let p = &self.protocols[c.proto as usize];
         c.rx.frames_mut().set_max_chunk(p.rx_buffer_size);
-        log::debug!("{}: client established on {}", c.peer, p.name);
+        log::debug!("{}: client established on {}", c.peer(), p.name);
         self.call_and_close(k, Reason::ClientEstablished);
         (consumed, Stop::Switched)
     }

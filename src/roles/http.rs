@@ -270,7 +270,7 @@ impl Context {
         let file = match cache.lookup(request.path(), now) {
             Ok(f) => f,
             Err(e) => {
-                log::debug!("{}: {} {}: {e:?}", c.peer, request.method_str(), request.path());
+                log::debug!("{}: {} {}: {e:?}", c.peer(), request.method_str(), request.path());
                 if e.status() == 400 {
                     self.respond_and_close(k, 400, None, &[]);
                 } else {
@@ -307,7 +307,7 @@ impl Context {
                 Ok(stream) => c.http.as_mut().expect("held").file = Some(stream),
                 Err(e) => {
                     // Raced with a delete: the head is out already, so only closing is honest.
-                    log::warn!("{}: open {}: {e}", c.peer, file.resolved().path.display());
+                    log::warn!("{}: open {}: {e}", c.peer(), file.resolved().path.display());
                     self.remove(k);
                     return;
                 }
@@ -324,7 +324,7 @@ impl Context {
 
     fn http_error(&mut self, k: usize, status: u16, reason: &str) {
         if let Some(c) = self.conns.get(k) {
-            log::debug!("{}: HTTP {status}: {reason}", c.peer);
+            log::debug!("{}: HTTP {status}: {reason}", c.peer());
         }
         self.respond_and_close(k, status, None, &[]);
     }
@@ -397,7 +397,7 @@ impl Context {
                 self.conns.contains(k)
             }
             Err(e) => {
-                log::warn!("{}: file read failed or ended early: {e}", c.peer);
+                log::warn!("{}: file read failed or ended early: {e}", c.peer());
                 self.remove(k);
                 false
             }

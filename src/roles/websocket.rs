@@ -26,7 +26,7 @@ impl Context {
             _ => request.header_bytes(n),
         };
         if let Err(e) = handshake::validate_request(request.method_str(), request.version_minor(), lookup) {
-            log::debug!("{}: upgrade refused: {e}", c.peer);
+            log::debug!("{}: upgrade refused: {e}", c.peer());
             let extra: &[(&str, &str)] = if e.status() == 426 {
                 &[("Sec-WebSocket-Version", "13")]
             } else if e.status() == 405 {
@@ -60,7 +60,7 @@ impl Context {
             }
         }
         let Some((pid, selected)) = chosen else {
-            log::debug!("{}: no offered sub-protocol is known", c.peer);
+            log::debug!("{}: no offered sub-protocol is known", c.peer());
             self.respond_and_close(k, 400, Some("No known sub-protocol"), &[]);
             return false;
         };
@@ -89,7 +89,7 @@ impl Context {
         c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
         let rx_chunk = self.protocols[pid].rx_buffer_size;
         c.rx.frames_mut().set_max_chunk(rx_chunk);
-        log::debug!("{}: established on {}", c.peer, self.protocols[pid].name);
+        log::debug!("{}: established on {}", c.peer(), self.protocols[pid].name);
         self.call_and_close(k, Reason::Established);
         // The request's headers are not needed any more: free them.
         if let Some(c) = self.conns.get_mut(k) {
@@ -124,7 +124,7 @@ impl Context {
             let (n, ev) = match c.rx.decode(&mut buf[pos..]) {
                 Ok(x) => x,
                 Err(e) => {
-                    log::debug!("{}: protocol error: {e}", c.peer);
+                    log::debug!("{}: protocol error: {e}", c.peer());
                     fail(c, shared, e.code, e.reason);
                     deliver_closed(&mut **handler, c, shared, k, None, b"");
                     return (buf.len(), Stop::Done);
