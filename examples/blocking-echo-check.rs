@@ -14,8 +14,7 @@ use wsreactor::blocking::{BlockingClient, Message};
 fn main() {
     let mut url = None;
     let mut insecure = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
+    for a in std::env::args().skip(1) {
         match a.as_str() {
             "--insecure" | "-k" => insecure = true,
             _ if url.is_none() && !a.starts_with('-') => url = Some(a),
