@@ -4,7 +4,8 @@
 #   scripts/test.sh            # everything: fmt, clippy, rustdoc, unit + integration tests (incl. the
 #                              # proptest fuzz), Autobahn sections 1-7 and 10 against
 #                              # echo-server over ws:// and over wss:// (echo-server --ssl), the
-#                              # headless-Chromium test of the test page over http and https, and
+#                              # same sections against autobahn-client (client mode, ws:// and
+#                              # wss://), the headless-Chromium test of the test page over http and https, and
 #                              # the interop checks (tests/interop/run.sh)
 #   SKIP_BROWSER=1 scripts/test.sh   # without the browser tests
 #   SKIP_INTEROP=1 scripts/test.sh   # without the interop checks
@@ -99,6 +100,28 @@ if c != plain["counts"] or differ:
     sys.exit(1)
 PY
   kill "${pids[-1]}" 2>/dev/null || true
+
+  # Client mode: the suite's fuzzing server, our autobahn-client (the in-loop client role)
+  # started and stopped by run-server.sh itself.
+  check_summary() { # SUMMARY LABEL
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = d["counts"]
+print(sys.argv[2] + ":", c, "of", len(d["cases"]), "client exit", d.get("client_rc"))
+bad = c.get("FAILED", 0) + c.get("NON-STRICT", 0) + len(d.get("not_run") or [])
+sys.exit(1 if bad or d.get("client_rc") != 0 else 0)
+PY
+  }
+  step "Autobahn client conformance (fuzzingserver, --fast): autobahn-client over ws://"
+  "$SHARED/conformance/run-server.sh" --fast -q -p 0 -o "$ART/autobahn-client" \
+    --client "$ROOT/target/release/examples/autobahn-client {URL} {AGENT}"
+  check_summary "$ART/autobahn-client/summary.json" "client conformance"
+  step "Autobahn client conformance over TLS (wss://, --fast): autobahn-client --cafile"
+  # run-server.sh --tls makes a certificate with gen-cert.sh; the client trusts exactly it
+  "$SHARED/conformance/run-server.sh" --fast -q -p 0 -o "$ART/autobahn-client-tls" --tls \
+    --client "$ROOT/target/release/examples/autobahn-client --cafile {CERT} {URL} {AGENT}"
+  check_summary "$ART/autobahn-client-tls/summary.json" "client conformance over wss://"
 else
   echo "!! $SHARED/conformance not found: conformance run skipped" >&2
   exit 1
@@ -111,7 +134,7 @@ if [[ -z "${SKIP_BROWSER:-}" && -f examples/test-server.rs ]]; then
   ARTIFACTS="$ART" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server" "$ROOT/www"
 fi
 if [[ -z "${SKIP_INTEROP:-}" ]]; then
-  step "interop: libwebsockets-test-client, Python websockets, openssl s_client, curl (plain and TLS)"
+  step "interop: libwebsockets-test-client and -test-server, Python websockets (both ways), openssl s_client, curl (plain and TLS)"
   ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"
 fi
 step "all tests passed"

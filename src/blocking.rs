@@ -3,7 +3,7 @@
 //! `receive` / `close`.
 //!
 //! It is not a second implementation: it owns a [`Context`] with no listener and one
-//! outgoing connection on the [client role](crate::roles::client), and each call runs
+//! outgoing connection on the client role (`src/roles/client.rs`), and each call runs
 //! `service()` until what it waits for has happened.
 
 use crate::client::{ClientConnect, SslMode};

@@ -2,7 +2,7 @@
 //! arguments, or a `ws://` / `wss://` URL).
 //!
 //! The connection itself is driven by the same `service()` loop as accepted ones, by the
-//! [client role](crate::roles::client); its protocol gets the `Client*` reasons.
+//! client role (`src/roles/client.rs`); its protocol gets the `Client*` reasons.
 
 use std::fmt;
 

@@ -14,6 +14,14 @@
 #      404 (echo-server has no file server).
 #   4. curl -k https:// against test-server --ssl gets 200 for /; plain http:// on the
 #      same port gets 400.
+#   5. Our test-client (the in-loop client role) against libwebsockets-test-server, plain
+#      and with --ssl (certificate from ../shared/conformance/gen-cert.sh; test-client -k),
+#      and against our test-server, plain and --ssl (-k): `test-client --count 5` gets 5
+#      counter values and exits 0 in time; without -k the self-signed certificate is
+#      refused (CLIENT_CONNECTION_ERROR, exit 1).
+#   6. Our blocking client (examples/blocking-echo-check) against a Python `websockets`
+#      echo server (tests/interop/ws_echo_server.py), ws:// and wss:// (--insecure): text,
+#      binary, ping and close.
 #
 # Installs what is missing (apt-get: libwebsockets-test-server, openssl, curl, python3-venv;
 # pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; the
@@ -31,7 +39,7 @@ OUT=$(cd "$OUT" && pwd)
 
 # --- installs -------------------------------------------------------------------
 need_apt=()
-command -v libwebsockets-test-client >/dev/null || need_apt+=(libwebsockets-test-server)
+{ command -v libwebsockets-test-client && command -v libwebsockets-test-server; } >/dev/null || need_apt+=(libwebsockets-test-server)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
@@ -47,7 +55,7 @@ if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
   python3 -m venv "$VENV"
   timeout 300 "$VENV/bin/pip" install -q --disable-pip-version-check websockets </dev/null
 fi
-for b in echo-server test-server; do
+for b in echo-server test-server test-client blocking-echo-check; do
   [[ -x "$EX/$b" ]] || { echo "no $EX/$b (cargo build --release --examples)" >&2; exit 2; }
 done
 
@@ -132,6 +140,7 @@ lws_client() { # NAME PORT [--ssl]
 }
 
 start test-server-plain "$EX/test-server" --resource-path "$REPO/www"
+ts_plain_port=$port
 lws_client lws-test-client-plain "$port"
 start test-server-ssl "$EX/test-server" --resource-path "$REPO/www" --ssl
 ts_ssl_port=$port
@@ -198,6 +207,69 @@ if [[ $status == "HTTP/1.1 404"* ]]; then
 else
   fail "HTTP request through openssl s_client: got '${status:-no status line}', expected HTTP/1.1 404 (log $OUT/s_client-http.log)"
 fi
+
+# --- 5. our test-client against libwebsockets-test-server and our test-server --------
+# test_client NAME PORT ARGS...: --count 5 must exit 0 within 10 s with 5 counter values
+test_client() {
+  local name=$1 p=$2; shift 2
+  local log="$OUT/$name.log" rc=0
+  timeout 10 "$EX/test-client" 127.0.0.1 --port "$p" --count 5 "$@" >"$log" 2>&1 </dev/null || rc=$?
+  local got
+  got=$(grep -c '^dumb-increment-protocol: [0-9][0-9]*$' "$log" || true)
+  if [[ $rc == 0 && $got -ge 5 ]] && grep -q '^lws-mirror-protocol: established' "$log"; then
+    pass "$name: $got counter values, mirror established; $(tail -n 1 "$log" | sed 's/^test-client: //')"
+  else
+    fail "$name: exit $rc, $got counter values: $(grep -E 'ERROR|error|closed' "$log" | head -3) (log $log)"
+  fi
+}
+LWS_CERT_DIR="$TMP/lws-cert"
+"$REPO/../shared/conformance/gen-cert.sh" "$LWS_CERT_DIR" >/dev/null 2>"$TMP/gen-cert.log" ||
+  { cat "$TMP/gen-cert.log" >&2; exit 2; }
+start lws-test-server-plain libwebsockets-test-server
+test_client test-client-vs-lws-plain "$port"
+# The Debian package's own certificate is RSA-1024, which OpenSSL 3 refuses: give it ours.
+start lws-test-server-ssl libwebsockets-test-server --ssl -C "$LWS_CERT_DIR/tls-cert.pem" -K "$LWS_CERT_DIR/tls-key.pem"
+test_client test-client-vs-lws-ssl "$port" --ssl -k
+grep -q "using TLS mode" "$OUT/lws-test-server-ssl.log" ||
+  fail "lws-test-server-ssl: its log does not say it serves TLS (log $OUT/lws-test-server-ssl.log)"
+test_client test-client-vs-test-server-plain "$ts_plain_port"
+test_client test-client-vs-test-server-ssl "$ts_ssl_port" --ssl -k
+# verifying (no -k): test-server's start-up certificate is self-signed, so it is refused
+rc=0
+timeout 10 "$EX/test-client" 127.0.0.1 --port "$ts_ssl_port" --ssl --count 5 >"$OUT/test-client-verify-refused.log" 2>&1 </dev/null || rc=$?
+if [[ $rc == 1 ]] && grep -q 'CLIENT_CONNECTION_ERROR: .*certificate' "$OUT/test-client-verify-refused.log"; then
+  pass "test-client --ssl without -k refuses the self-signed certificate: $(grep -m1 CLIENT_CONNECTION_ERROR "$OUT/test-client-verify-refused.log")"
+else
+  fail "test-client --ssl without -k: exit $rc, expected 1 with a certificate error (log $OUT/test-client-verify-refused.log)"
+fi
+
+# --- 6. the blocking client against Python websockets -------------------------------
+py_echo() { # LOGNAME [CERT KEY]: starts ws_echo_server.py on a free port (in $port)
+  local log="$OUT/$1.log"; shift
+  port=$(free_port)
+  "$VENV/bin/python" "$HERE/ws_echo_server.py" "$port" "$@" >"$log" 2>&1 </dev/null &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "ws_echo_server.py exited; log:" >&2; tail -n 20 "$log" >&2; exit 2; }
+    grep -q '^listening' "$log" && return 0
+    sleep 0.1
+  done
+  echo "ws_echo_server.py never listened" >&2
+  exit 2
+}
+blocking_check() { # NAME URL [--insecure]
+  local name=$1; shift
+  if timeout 30 "$EX/blocking-echo-check" "$@" >"$OUT/$name.log" 2>&1 </dev/null; then
+    pass "$name: $(grep -c '^ok ' "$OUT/$name.log") checks ok against python websockets $("$VENV/bin/python" -c 'import websockets; print(websockets.__version__)')"
+  else
+    fail "$name: $(grep -m1 FAIL "$OUT/$name.log") (log $OUT/$name.log)"
+  fi
+}
+py_echo python-echo-plain
+blocking_check blocking-client-plain "ws://127.0.0.1:$port/"
+py_echo python-echo-tls "$LWS_CERT_DIR/tls-cert.pem" "$LWS_CERT_DIR/tls-key.pem"
+blocking_check blocking-client-tls "wss://localhost:$port/" --insecure
 
 # --- result --------------------------------------------------------------------------
 if ((${#failures[@]})); then
