@@ -174,6 +174,26 @@ impl Context {
         }
     }
 
+    /// This machine's host name (libwebsockets' `libwebsocket_canonical_hostname`): the
+    /// kernel's (`/proc/sys/kernel/hostname`), else `$HOSTNAME`, else `localhost`.
+    ///
+    /// ```
+    /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// let ctx = Context::builder().no_listen().protocol("p", P).build().unwrap();
+    /// assert!(!ctx.canonical_hostname().is_empty());
+    /// ```
+    pub fn canonical_hostname(&self) -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+
     /// Runs `service()` forever (until it fails).
     pub fn run(&mut self) -> io::Result<()> {
         loop {
