@@ -2,45 +2,68 @@
 //! binary (small, 200 000 bytes, empty) and a ping, each answered in kind.
 //!
 //! ```text
-//! cargo run --release --example blocking-echo-check -- URL [--insecure]
+//! cargo run --release --example blocking-echo-check -- URL [--insecure] [--proxy PROXY]
 //! ```
 //!
 //! `URL` is `ws://…` or `wss://…`; for wss `--insecure` accepts any certificate
-//! ([`BlockingClient::connect_insecure`]), else it is verified against the web PKI roots.
+//! ([`SslMode::AllowSelfSigned`]), else it is verified against the web PKI roots.
+//! `--proxy host:port` (or `http://user:password@host:port`) tunnels through that HTTP
+//! proxy with `CONNECT` ([`ClientConnect::via_proxy`]); without it the environment's
+//! `http_proxy` / `https_proxy` / `no_proxy` apply.
 //! Exit 0 when every echo matched, 1 otherwise.
 
+use std::time::Duration;
 use wsreactor::blocking::{BlockingClient, Message};
+use wsreactor::{ClientConnect, SslMode};
+
+const USAGE: &str = "usage: blocking-echo-check URL [--insecure] [--proxy PROXY]";
 
 fn main() {
     let mut url = None;
     let mut insecure = false;
-    for a in std::env::args().skip(1) {
+    let mut proxy = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
         match a.as_str() {
             "--insecure" | "-k" => insecure = true,
+            "--proxy" | "-x" => match args.next() {
+                Some(p) => proxy = Some(p),
+                None => {
+                    eprintln!("{USAGE}");
+                    std::process::exit(2);
+                }
+            },
             _ if url.is_none() && !a.starts_with('-') => url = Some(a),
             _ => {
-                eprintln!("usage: blocking-echo-check URL [--insecure]");
+                eprintln!("{USAGE}");
                 std::process::exit(2);
             }
         }
     }
     let Some(url) = url else {
-        eprintln!("usage: blocking-echo-check URL [--insecure]");
+        eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    if let Err(e) = run(&url, insecure) {
+    if let Err(e) = run(&url, insecure, proxy.as_deref()) {
         println!("FAIL {e}");
         std::process::exit(1);
     }
 }
 
-fn run(url: &str, insecure: bool) -> std::io::Result<()> {
-    let mut c = if insecure {
-        BlockingClient::connect_insecure(url)?
-    } else {
-        BlockingClient::connect(url)?
-    };
-    println!("connected to {url}");
+fn run(url: &str, insecure: bool, proxy: Option<&str>) -> std::io::Result<()> {
+    let bad = |e: wsreactor::UrlError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let mut info = ClientConnect::url(url).map_err(bad)?;
+    if insecure && info.ssl_mode() != SslMode::Plain {
+        info = info.ssl(SslMode::AllowSelfSigned);
+    }
+    if let Some(p) = proxy {
+        info = info.via_proxy(p).map_err(bad)?;
+    }
+    let mut c = BlockingClient::connect_with(info, Duration::from_secs(10))?;
+    match proxy {
+        Some(p) => println!("connected to {url} through the proxy {p}"),
+        None => println!("connected to {url}"),
+    }
     let big_binary: Vec<u8> = (0..200_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();

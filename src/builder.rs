@@ -78,6 +78,10 @@ pub struct ContextBuilder {
     file_cache_entries: usize,
     file_cache_bytes: usize,
     tls: TlsOptions,
+    /// `proxy()`: `None` = from the environment.
+    proxy: Option<String>,
+    /// `no_proxy()`: `None` = from the environment.
+    no_proxy: Option<String>,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -121,7 +125,36 @@ impl ContextBuilder {
             file_cache_entries: 1024,
             file_cache_bytes: 16 << 20,
             tls: TlsOptions::default(),
+            proxy: None,
+            no_proxy: None,
         }
+    }
+
+    /// The HTTP proxy outgoing connections are tunnelled through with `CONNECT`
+    /// (libwebsockets' `libwebsocket_set_proxy`): `host:port` or
+    /// `http://[user:password@]host[:port]` (the credentials percent-decoded, sent as
+    /// `Proxy-Authorization: Basic`; port 1080 if none), for `ws://` and `wss://` alike;
+    /// `None` or empty: no proxy. See also [`Context::set_proxy`].
+    ///
+    /// Default, as curl: from the environment when the context is built, `https_proxy` (or
+    /// `HTTPS_PROXY`) for `wss://` connections and `http_proxy` (or `HTTP_PROXY`) for
+    /// `ws://`. Either way the targets named by `no_proxy` (see
+    /// [`no_proxy`](Self::no_proxy)) connect directly, and a connection can opt out with
+    /// [`ClientConnect::no_proxy`](crate::ClientConnect::no_proxy).
+    pub fn proxy(mut self, proxy: Option<&str>) -> Self {
+        self.proxy = Some(proxy.unwrap_or_default().to_owned());
+        self
+    }
+
+    /// The hosts that are never proxied, as curl's `no_proxy`: comma-separated host names
+    /// (each also matching its sub-domains: `example.com` and `.example.com` both match
+    /// `www.example.com`), IP literals (exact match), or `*` for all. Nothing is exempt
+    /// otherwise: as for curl, `localhost`, `127.0.0.1` and `::1` are proxied unless listed.
+    ///
+    /// Default: the environment's `no_proxy` (or `NO_PROXY`) when the context is built.
+    pub fn no_proxy(mut self, hosts: &str) -> Self {
+        self.no_proxy = Some(hosts.to_owned());
+        self
     }
 
     /// TCP port to listen on; 0 picks a free one (see [`Context::local_addr`]). Default 7681.
@@ -400,6 +433,15 @@ impl ContextBuilder {
         } else {
             None
         };
+        let mut proxy = crate::proxy::ProxyConfig::from_env();
+        if let Some(p) = &self.proxy {
+            let p = crate::proxy::Proxy::parse(p)?;
+            proxy.plain = p.clone();
+            proxy.tls = p;
+        }
+        if let Some(n) = &self.no_proxy {
+            proxy.no_proxy = crate::proxy::NoProxy::parse(n);
+        }
         let readiness = Readiness::new()?;
         let mut listeners = Vec::new();
         if let Some(port) = self.port {
@@ -452,6 +494,7 @@ impl ContextBuilder {
             tls,
             resolver: Default::default(),
             client_tls: [None, None],
+            proxy,
             next_gen: 1,
             current: None,
         };

@@ -4,6 +4,7 @@
 //! The connection itself is driven by the same `service()` loop as accepted ones, by the
 //! client role (`src/roles/client.rs`); its protocol gets the `Client*` reasons.
 
+use crate::proxy::Proxy;
 use std::fmt;
 
 /// How a client connection uses TLS (libwebsockets' `ssl_connection` argument).
@@ -63,6 +64,19 @@ pub struct ClientConnect {
     pub(crate) origin: Option<String>,
     pub(crate) protocols: Option<String>,
     pub(crate) bind: Option<String>,
+    pub(crate) proxy: ProxyChoice,
+}
+
+/// Which proxy a connection uses.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum ProxyChoice {
+    /// The context's (see [`ContextBuilder::proxy`](crate::ContextBuilder::proxy)).
+    #[default]
+    Context,
+    /// None: straight to the target.
+    Direct,
+    /// This one.
+    Via(Proxy),
 }
 
 impl ClientConnect {
@@ -78,6 +92,7 @@ impl ClientConnect {
             origin: None,
             protocols: None,
             bind: None,
+            proxy: ProxyChoice::Context,
         }
     }
 
@@ -178,6 +193,25 @@ impl ClientConnect {
     pub fn bind(mut self, protocol_name: &str) -> Self {
         self.bind = Some(protocol_name.to_owned());
         self
+    }
+
+    /// Connects straight to the target, whatever proxy the context has (its
+    /// [`proxy`](crate::ContextBuilder::proxy) setting or the environment's).
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Direct;
+        self
+    }
+
+    /// Tunnels this connection through the HTTP proxy `proxy` (`host:port` or
+    /// `http://[user:password@]host[:port]`, as for
+    /// [`Context::set_proxy`](crate::Context::set_proxy)), whatever the context's setting
+    /// is; `no_proxy` does not apply. Empty: the same as [`no_proxy`](Self::no_proxy).
+    pub fn via_proxy(mut self, proxy: &str) -> Result<Self, UrlError> {
+        self.proxy = match Proxy::parse(proxy).map_err(|e| UrlError(e.to_string()))? {
+            Some(p) => ProxyChoice::Via(p),
+            None => ProxyChoice::Direct,
+        };
+        Ok(self)
     }
 
     /// The host (name or IP literal) connected to.

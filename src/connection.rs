@@ -23,6 +23,9 @@ pub(crate) enum State {
     WebSocket,
     /// An outgoing connection: resolving its name or waiting for the TCP connect.
     ClientConnecting,
+    /// An outgoing connection through an HTTP proxy: `CONNECT` sent, reading the proxy's
+    /// answer (TLS, if any, starts once the tunnel is up).
+    ClientProxy,
     /// An outgoing connection: handshake request sent, reading the server's response.
     ClientHandshake,
     /// Output flushed and write side shut down: reading and discarding until the peer's

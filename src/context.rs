@@ -92,6 +92,8 @@ pub struct Context {
     pub(crate) resolver: crate::roles::client::Resolver,
     /// rustls client configurations, verified and accepting self-signed, made on first use.
     pub(crate) client_tls: [Option<Arc<rustls::ClientConfig>>; 2],
+    /// Proxies for outgoing connections.
+    pub(crate) proxy: crate::proxy::ProxyConfig,
     pub(crate) next_gen: u32,
     /// The connection whose callback runs, for [`guarded`](Context::guarded).
     pub(crate) current: Option<usize>,

@@ -225,7 +225,14 @@ impl Context {
     fn peer_eof(&mut self, k: usize) {
         if let Some(c) = self.conns.get(k) {
             log::debug!("{}: EOF", c.peer());
-            self.client_note(k, "the server closed the connection during the handshake");
+            self.client_note(
+                k,
+                if c.state == State::ClientProxy {
+                    "the proxy closed the connection before answering CONNECT"
+                } else {
+                    "the server closed the connection during the handshake"
+                },
+            );
             // A half-closed peer can still receive: send what is queued (a close reply, an
             // error, a response) before closing.
             self.flush(k);
@@ -245,6 +252,7 @@ impl Context {
                 State::Http => self.http_input(k, &mut buf[pos..]),
                 State::WebSocket => self.ws_input(k, &mut buf[pos..]),
                 State::ClientHandshake => self.client_input(k, &mut buf[pos..]),
+                State::ClientProxy => self.client_proxy_input(k, &mut buf[pos..]),
                 State::ClientConnecting => (buf.len() - pos, Stop::Done),
                 State::Draining => (buf.len() - pos, Stop::Done),
             };

@@ -42,6 +42,7 @@ pub mod http;
 mod listener;
 pub mod proto;
 mod protocol;
+mod proxy;
 mod readiness;
 mod reason;
 mod roles;

@@ -97,6 +97,9 @@ impl Context {
                     log::debug!("{}: timed out in {:?}", c.peer(), c.state);
                     let what = match c.state {
                         crate::connection::State::ClientConnecting => "timed out connecting",
+                        crate::connection::State::ClientProxy => {
+                            "timed out waiting for the proxy's answer to CONNECT"
+                        }
                         _ => "timed out waiting for the handshake response",
                     };
                     self.client_note(k, what);

@@ -89,17 +89,23 @@ impl Transport {
         Ok(Transport::with_session(sock, Connection::Client(conn), true))
     }
 
-    fn with_session(sock: TcpStream, mut conn: Connection, sniffed: bool) -> Self {
-        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    /// Starts an outgoing TLS session on a connection that was plain so far (a client whose
+    /// proxy tunnel is up): nothing of it was written before.
+    pub(crate) fn start_tls_client(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<()> {
+        debug_assert!(self.tls.is_none());
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        self.tls = Some(Tls::new(Connection::Client(conn), true));
+        Ok(())
+    }
+
+    fn with_session(sock: TcpStream, conn: Connection, sniffed: bool) -> Self {
         Transport {
             sock,
-            tls: Some(Box::new(Tls {
-                conn,
-                sniffed,
-                eof: false,
-                notified: false,
-                reported: false,
-            })),
+            tls: Some(Tls::new(conn, sniffed)),
         }
     }
 
@@ -280,6 +286,17 @@ impl Transport {
 }
 
 impl Tls {
+    fn new(mut conn: Connection, sniffed: bool) -> Box<Tls> {
+        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Box::new(Tls {
+            conn,
+            sniffed,
+            eof: false,
+            notified: false,
+            reported: false,
+        })
+    }
+
     /// Moves decrypted plaintext into `buf[*n..]`. False once the peer's `close_notify` (or
     /// FIN) has ended the plaintext.
     fn drain(&mut self, buf: &mut [u8], n: &mut usize) -> io::Result<bool> {

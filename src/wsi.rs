@@ -358,7 +358,7 @@ impl<'a> Wsi<'a> {
             return false;
         }
         match self.conn.http.as_mut().and_then(|h| h.client.as_mut()) {
-            Some(cs) if self.conn.state == State::ClientConnecting => {
+            Some(cs) if matches!(self.conn.state, State::ClientConnecting | State::ClientProxy) => {
                 cs.extra.push((name.to_owned(), value.to_owned()));
                 true
             }

@@ -1,17 +1,19 @@
 //! The client role: an outgoing connection from name to WebSocket.
 //!
 //! ClientConnecting (the name resolved off the loop, then a non-blocking connect, address
-//! after address) → `CLIENT_APPEND_HANDSHAKE_HEADER` and the request sent → ClientHandshake
+//! after address) → [through a proxy: ClientProxy (`CONNECT` sent, a 2xx answer read; TLS
+//! starts only then)] → `CLIENT_APPEND_HANDSHAKE_HEADER` and the request sent → ClientHandshake
 //! (the response head read and checked: 101, accept key, sub-protocol, no extension) →
 //! `CLIENT_FILTER_PRE_ESTABLISH` → `CLIENT_ESTABLISHED`, and from there the
 //! [WebSocket role](super::websocket) with masked frames and the `CLIENT_*` reasons. Any
 //! failure before that ends in one `CLIENT_CONNECTION_ERROR` with the reason as text.
 
 use super::Stop;
-use crate::client::{ClientConnect, SslMode};
+use crate::client::{ClientConnect, ProxyChoice, SslMode};
 use crate::connection::{flag, Conn, State};
 use crate::context::Context;
 use crate::proto::{handshake, Receiver, Role};
+use crate::proxy::{self, NoProxy, Proxy};
 use crate::readiness::MAX_CONN_KEY;
 use crate::reason::{ConnId, Reason};
 use crate::roles::http::HttpState;
@@ -43,9 +45,18 @@ pub(crate) struct ClientState {
     response: Vec<(String, String)>,
     /// Why the connection failed, for `CLIENT_CONNECTION_ERROR`.
     pub(crate) error: Option<String>,
+    /// The HTTP proxy connected to instead of the target.
+    proxy: Option<Proxy>,
+    /// Through a proxy, for `wss://`: the TLS session to start once the tunnel is up.
+    tls_pending: Option<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl ClientState {
+    /// The host the TCP connection goes to (the proxy's or the target's), for messages.
+    fn dial_host(&self) -> &str {
+        self.proxy.as_ref().map_or(&self.info.address, |p| &p.host)
+    }
+
     pub(crate) fn response_header(&self, name: &str) -> Option<&str> {
         self.response
             .iter()
@@ -78,6 +89,24 @@ fn unconnected_socket() -> io::Result<TcpStream> {
 }
 
 impl Context {
+    /// Sets the HTTP proxy of the connections opened from now on (libwebsockets'
+    /// `libwebsocket_set_proxy`), for `ws://` and `wss://` alike: `host:port` or
+    /// `http://[user:password@]host[:port]`; `None` or empty: none (not even the
+    /// environment's). See [`ContextBuilder::proxy`](crate::ContextBuilder::proxy); the
+    /// `no_proxy` list still applies.
+    pub fn set_proxy(&mut self, proxy: Option<&str>) -> io::Result<()> {
+        let p = Proxy::parse(proxy.unwrap_or_default())?;
+        self.proxy.plain = p.clone();
+        self.proxy.tls = p;
+        Ok(())
+    }
+
+    /// Sets the hosts that are never proxied (curl's `no_proxy`; see
+    /// [`ContextBuilder::no_proxy`](crate::ContextBuilder::no_proxy)).
+    pub fn set_no_proxy(&mut self, hosts: &str) {
+        self.proxy.no_proxy = NoProxy::parse(hosts);
+    }
+
     /// Opens an outgoing WebSocket connection (libwebsockets' `libwebsocket_client_connect`):
     /// `ssl` 0 plain, 1 verified TLS, 2 TLS accepting a self-signed certificate; `host` and
     /// `origin` the headers to send (`host` empty: the address); `protocol` the
@@ -176,8 +205,18 @@ impl Context {
                 )
             })?,
         };
-        let ip = info.address.parse::<IpAddr>().ok();
-        let first = ip.map(|ip| SocketAddr::new(ip, info.port));
+        let tls = info.ssl != SslMode::Plain;
+        let via = match &info.proxy {
+            ProxyChoice::Context => self.proxy.for_target(&info.address, tls).cloned(),
+            ProxyChoice::Direct => None,
+            ProxyChoice::Via(p) => Some(p.clone()),
+        };
+        let (dial_host, dial_port) = match &via {
+            Some(p) => (p.host.clone(), p.port),
+            None => (info.address.clone(), info.port),
+        };
+        let ip = dial_host.parse::<IpAddr>().ok();
+        let first = ip.map(|ip| SocketAddr::new(ip, dial_port));
         let sock = match first {
             Some(addr) => TcpStream::connect(addr),
             None => unconnected_socket(),
@@ -189,6 +228,7 @@ impl Context {
                 return Err(e);
             }
         };
+        let mut tls_pending = None;
         let mut transport = match info.ssl {
             SslMode::Plain => Transport::tcp(sock),
             mode => {
@@ -196,7 +236,13 @@ impl Context {
                 let name = ServerName::try_from(info.address.clone()).map_err(|e| {
                     io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name: {e}"))
                 })?;
-                Transport::tls_client(sock, config, name)?
+                if via.is_some() {
+                    // Through a proxy the ClientHello waits for the tunnel: plain until then.
+                    tls_pending = Some((config, name));
+                    Transport::tcp(sock)
+                } else {
+                    Transport::tls_client(sock, config, name)?
+                }
             }
         };
         let entry = self.conns.vacant_entry();
@@ -212,8 +258,8 @@ impl Context {
         let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
         let mut nonce = [0u8; 16];
         rand::RngCore::fill_bytes(&mut self.shared.rng, &mut nonce);
-        let name = info.address.clone();
-        let port = info.port;
+        let target = proxy::authority(&info.address, info.port);
+        let proxied = via.is_some();
         let client = ClientState {
             info,
             key: handshake::client_key(nonce),
@@ -222,6 +268,8 @@ impl Context {
             extra: Vec::new(),
             response: Vec::new(),
             error: None,
+            proxy: via,
+            tls_pending,
         };
         entry.insert(Conn {
             transport,
@@ -246,9 +294,9 @@ impl Context {
             // Names are resolved on a thread of their own: getaddrinfo blocks.
             let tx = self.resolver.tx.clone();
             let waker = self.readiness.waker();
-            let host = name.clone();
+            let host = dial_host.clone();
             std::thread::spawn(move || {
-                let r = (host.as_str(), port)
+                let r = (host.as_str(), dial_port)
                     .to_socket_addrs()
                     .map(|a| a.collect::<Vec<_>>());
                 if tx.send((k, gen, r)).is_ok() {
@@ -256,7 +304,11 @@ impl Context {
                 }
             });
         }
-        log::debug!("client {k}.{gen}: connecting to {name}:{port}");
+        if proxied {
+            log::debug!("client {k}.{gen}: connecting to {target} through the proxy {dial_host}:{dial_port}");
+        } else {
+            log::debug!("client {k}.{gen}: connecting to {target}");
+        }
         Ok(ConnId { key: k as u32, gen })
     }
 
@@ -301,11 +353,11 @@ impl Context {
                     self.client_next_address(k);
                 }
                 Ok(_) => {
-                    let why = format!("{}: the name has no address", cs.info.address);
+                    let why = format!("{}: the name has no address", cs.dial_host());
                     self.client_fail(k, why);
                 }
                 Err(e) => {
-                    let why = format!("{}: {e}", cs.info.address);
+                    let why = format!("{}: {e}", cs.dial_host());
                     self.client_fail(k, why);
                 }
             }
@@ -357,17 +409,117 @@ impl Context {
         }
         match c.transport.connect_result() {
             Ok(false) => {}
-            Ok(true) => self.client_send_request(k),
+            Ok(true) => {
+                let proxied = c
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.client.as_ref())
+                    .is_some_and(|cs| cs.proxy.is_some());
+                if proxied {
+                    self.client_send_connect(k);
+                } else {
+                    self.client_send_request(k);
+                }
+            }
             Err(e) => {
                 let cs = c
                     .http
                     .as_mut()
                     .and_then(|h| h.client.as_mut())
                     .expect("client state");
-                cs.error = Some(format!("connect to {}: {e}", cs.current.expect("set")));
+                let what = if cs.proxy.is_some() { "the proxy " } else { "" };
+                cs.error = Some(format!("connect to {what}{}: {e}", cs.current.expect("set")));
                 self.client_next_address(k);
             }
         }
+    }
+
+    /// Connected to the proxy: asks it for the tunnel to the target.
+    fn client_send_connect(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        c_flags_connected(c);
+        let Conn { http, out, .. } = c;
+        let cs = http
+            .as_ref()
+            .and_then(|h| h.client.as_ref())
+            .expect("client state");
+        if out.capacity() == 0 {
+            *out = self.shared.bufs.take();
+        }
+        let auth = cs.proxy.as_ref().and_then(|p| p.auth.as_deref());
+        proxy::write_connect(out, &cs.info.address, cs.info.port, auth);
+        c.state = State::ClientProxy;
+        log::debug!("{}: CONNECT sent to the proxy", c.peer());
+        self.flush(k);
+    }
+
+    /// Reads the proxy's answer to `CONNECT`; on a 2xx the tunnel is up and the connection
+    /// carries on as if freshly connected to the target (TLS started, the request sent).
+    pub(crate) fn client_proxy_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        let max = self.cfg.http_limits.max_head_bytes;
+        let c = &mut self.conns[k];
+        let hs = c.http.as_mut().expect("client state");
+        let before = hs.head.len();
+        hs.head.extend_from_slice(buf);
+        let cs = hs.client.as_ref().expect("client state");
+        let who = format!(
+            "the proxy {}",
+            cs.proxy.as_ref().map(Proxy::addr).unwrap_or_default()
+        );
+        let Some(end) = head_end(&hs.head) else {
+            if hs.head.len() > max {
+                self.client_fail(k, format!("{who}: its answer to CONNECT is over {max} bytes"));
+                return (buf.len(), Stop::Done);
+            }
+            return (buf.len(), Stop::NeedMore);
+        };
+        let head = std::mem::take(&mut hs.head);
+        let consumed = end - before;
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut resp = httparse::Response::new(&mut fields);
+        match resp.parse(&head[..end]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                self.client_fail(k, format!("{who}: bad answer to CONNECT: incomplete head"));
+                return (buf.len(), Stop::Done);
+            }
+            Err(e) => {
+                let first = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default());
+                let first: String = first.trim_end().chars().take(80).collect();
+                self.client_fail(k, format!("{who}: bad answer to CONNECT ({e}): {first:?}"));
+                return (buf.len(), Stop::Done);
+            }
+        }
+        let code = resp.code.unwrap_or(0);
+        let status = format!(
+            "HTTP/1.{} {code} {}",
+            resp.version.unwrap_or(1),
+            resp.reason.unwrap_or_default()
+        );
+        let status = status.trim_end();
+        let target = proxy::authority(&cs.info.address, cs.info.port);
+        if !(200..300).contains(&code) {
+            self.client_fail(k, format!("{who} refused the tunnel to {target}: {status}"));
+            return (buf.len(), Stop::Done);
+        }
+        let cs = hs.client.as_mut().expect("client state");
+        if let Some((config, name)) = cs.tls_pending.take() {
+            if consumed < buf.len() {
+                // The server speaks only after our ClientHello: these bytes are no TLS.
+                self.client_fail(
+                    k,
+                    format!("{who} sent bytes after its {status} before the TLS handshake"),
+                );
+                return (buf.len(), Stop::Done);
+            }
+            if let Err(e) = c.transport.start_tls_client(config, name) {
+                self.client_fail(k, format!("TLS: {e}"));
+                return (buf.len(), Stop::Done);
+            }
+        }
+        log::debug!("{}: tunnel to {target} up ({status})", c.peer());
+        self.client_send_request(k);
+        (consumed, Stop::Switched)
     }
 
     fn client_send_request(&mut self, k: usize) {

@@ -22,8 +22,13 @@
 #   6. Our blocking client (examples/blocking-echo-check) against a Python `websockets`
 #      echo server (tests/interop/ws_echo_server.py), ws:// and wss:// (--insecure): text,
 #      binary, ping and close.
+#   7. The blocking client (blocking-echo-check --proxy) against our echo-server through
+#      Debian's tinyproxy (HTTP CONNECT, basic auth, ConnectPort limited to the echo
+#      servers' ports), ws:// and wss:// (TLS inside the tunnel, --insecure); a wrong
+#      password and a port outside ConnectPort are refused with the proxy's status line.
 #
-# Installs what is missing (apt-get: libwebsockets-test-server, openssl, curl, python3-venv;
+# Installs what is missing (apt-get: libwebsockets-test-server, openssl, curl, python3-venv,
+# tinyproxy (run here in the foreground on a free port, not as the package's service);
 # pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; the
 # servers are started here and stopped by their PIDs. Loopback only.
 # Env: ARTIFACTS (logs; default REPO/artifacts). Exit status: 0 all passed, 1 a check failed,
@@ -42,6 +47,7 @@ need_apt=()
 { command -v libwebsockets-test-client && command -v libwebsockets-test-server; } >/dev/null || need_apt+=(libwebsockets-test-server)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   echo "== apt-get install ${need_apt[*]}"
@@ -270,6 +276,59 @@ py_echo python-echo-plain
 blocking_check blocking-client-plain "ws://127.0.0.1:$port/"
 py_echo python-echo-tls "$LWS_CERT_DIR/tls-cert.pem" "$LWS_CERT_DIR/tls-key.pem"
 blocking_check blocking-client-tls "wss://localhost:$port/" --insecure
+
+# --- 7. the blocking client through tinyproxy (HTTP CONNECT) ---------------------------
+start echo-server-plain "$EX/echo-server"
+echo_plain_port=$port
+proxy_port=$(free_port)
+cat >"$TMP/tinyproxy.conf" <<EOF
+Port $proxy_port
+Listen 127.0.0.1
+Timeout 30
+LogLevel Info
+MaxClients 10
+Allow 127.0.0.1
+ConnectPort $echo_plain_port
+ConnectPort $echo_port
+BasicAuth wsreactor s3cret-pw
+EOF
+# as root it refuses to run without a user to drop to
+[[ $(id -u) != 0 ]] || printf 'User nobody\nGroup nogroup\n' >>"$TMP/tinyproxy.conf"
+tinyproxy -d -c "$TMP/tinyproxy.conf" >"$OUT/tinyproxy.log" 2>&1 </dev/null &
+pids+=("$!")
+for i in $(seq 1 100); do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "tinyproxy exited; log:" >&2; tail -n 20 "$OUT/tinyproxy.log" >&2; exit 2; }
+  (exec 3<>"/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null && break
+  ((i < 100)) || { echo "tinyproxy never accepted on $proxy_port" >&2; exit 2; }
+  sleep 0.1
+done
+TP_VERSION=$(tinyproxy -v 2>&1 | head -1)
+proxy_check() { # NAME URL PROXY [--insecure]
+  local name=$1 url=$2 via=$3; shift 3
+  if timeout 30 "$EX/blocking-echo-check" "$url" --proxy "$via" "$@" >"$OUT/$name.log" 2>&1 </dev/null &&
+    grep -q "through the proxy" "$OUT/$name.log"; then
+    pass "$name: $(grep -c '^ok ' "$OUT/$name.log") checks ok through $TP_VERSION"
+  else
+    fail "$name: $(grep -m1 FAIL "$OUT/$name.log") (log $OUT/$name.log)"
+  fi
+}
+# the password percent-encoded in the proxy URL ("%2D" is "-")
+proxy_check blocking-client-tinyproxy-plain "ws://127.0.0.1:$echo_plain_port/" "http://wsreactor:s3cret%2Dpw@127.0.0.1:$proxy_port"
+proxy_check blocking-client-tinyproxy-tls "wss://localhost:$echo_port/" "http://wsreactor:s3cret-pw@127.0.0.1:$proxy_port" --insecure
+grep -q "CONNECT localhost:$echo_port HTTP/1.1" "$OUT/tinyproxy.log" ||
+  fail "tinyproxy-log: no 'CONNECT localhost:$echo_port' in it (log $OUT/tinyproxy.log)"
+proxy_refused() { # NAME URL PROXY STATUS-REGEX: exit 1, the proxy's status line in the error
+  local name=$1 url=$2 via=$3 want=$4 rc=0
+  timeout 30 "$EX/blocking-echo-check" "$url" --proxy "$via" >"$OUT/$name.log" 2>&1 </dev/null || rc=$?
+  if [[ $rc == 1 ]] && grep -Eq "^FAIL the proxy .* refused the tunnel .*: HTTP/1\.[01] $want" "$OUT/$name.log"; then
+    pass "$name: $(grep -m1 FAIL "$OUT/$name.log" | sed 's/^FAIL //')"
+  else
+    fail "$name: exit $rc, expected 1 with the proxy's $want (log $OUT/$name.log)"
+  fi
+}
+# tinyproxy answers a wrong password with 401 (not 407), a port outside ConnectPort with 403
+proxy_refused tinyproxy-wrong-password "ws://127.0.0.1:$echo_plain_port/" "http://wsreactor:wrong@127.0.0.1:$proxy_port" "40[17]"
+proxy_refused tinyproxy-port-not-allowed "ws://127.0.0.1:$proxy_port/" "http://wsreactor:s3cret-pw@127.0.0.1:$proxy_port" 403
 
 # --- result --------------------------------------------------------------------------
 if ((${#failures[@]})); then
