@@ -22,7 +22,7 @@ use mio::net::TcpStream;
 use rustls_pki_types::ServerName;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 /// Most header fields read from a server's handshake response.
@@ -64,6 +64,9 @@ impl ClientState {
             .map(|(_, v)| v.as_str())
     }
 }
+
+/// A TLS session to start once a proxy's tunnel is up.
+type PendingTls = (Arc<rustls::ClientConfig>, ServerName<'static>);
 
 /// Name resolutions done off the loop, handed back through the waker.
 pub(crate) struct Resolver {
@@ -217,42 +220,48 @@ impl Context {
         };
         let ip = dial_host.parse::<IpAddr>().ok();
         let first = ip.map(|ip| SocketAddr::new(ip, dial_port));
-        let sock = match first {
-            Some(addr) => TcpStream::connect(addr),
-            None => unconnected_socket(),
-        };
-        let sock = match sock {
-            Ok(s) => s,
+        // Everything that can fail before the connection exists; on failure the session made
+        // above is dropped again.
+        let built = (|| -> io::Result<(Transport, Option<PendingTls>, usize)> {
+            let sock = match first {
+                Some(addr) => TcpStream::connect(addr)?,
+                None => unconnected_socket()?,
+            };
+            let mut tls_pending = None;
+            let mut transport = match info.ssl {
+                SslMode::Plain => Transport::tcp(sock),
+                mode => {
+                    let config = self.client_tls_config(mode == SslMode::AllowSelfSigned)?;
+                    let name = ServerName::try_from(info.address.clone()).map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name: {e}"))
+                    })?;
+                    if via.is_some() {
+                        // Through a proxy the ClientHello waits for the tunnel: plain until then.
+                        tls_pending = Some((config, name));
+                        Transport::tcp(sock)
+                    } else {
+                        Transport::tls_client(sock, config, name)?
+                    }
+                }
+            };
+            let k = self.conns.vacant_key();
+            if k > MAX_CONN_KEY {
+                return Err(io::Error::other("too many connections"));
+            }
+            if first.is_some() {
+                self.readiness.add_conn(transport.source(), k)?;
+            }
+            Ok((transport, tls_pending, k))
+        })();
+        let (transport, tls_pending, k) = match built {
+            Ok(x) => x,
             Err(e) => {
                 self.protocols[pid.index()].handler.drop_session(session);
                 return Err(e);
             }
         };
-        let mut tls_pending = None;
-        let mut transport = match info.ssl {
-            SslMode::Plain => Transport::tcp(sock),
-            mode => {
-                let config = self.client_tls_config(mode == SslMode::AllowSelfSigned)?;
-                let name = ServerName::try_from(info.address.clone()).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name: {e}"))
-                })?;
-                if via.is_some() {
-                    // Through a proxy the ClientHello waits for the tunnel: plain until then.
-                    tls_pending = Some((config, name));
-                    Transport::tcp(sock)
-                } else {
-                    Transport::tls_client(sock, config, name)?
-                }
-            }
-        };
         let entry = self.conns.vacant_entry();
-        let k = entry.key();
-        if k > MAX_CONN_KEY {
-            return Err(io::Error::other("too many connections"));
-        }
-        if first.is_some() {
-            self.readiness.add_conn(transport.source(), k)?;
-        }
+        debug_assert_eq!(entry.key(), k);
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
