@@ -148,6 +148,7 @@ impl BlockingClient {
         let mut ctx = Context::builder()
             .no_listen()
             .handshake_timeout(timeout)
+            .connect_timeout(timeout)
             .protocol("wsreactor-blocking-client", Handler(inner.clone()))
             .build()?;
         ctx.connect(info.bind("wsreactor-blocking-client"))?;

@@ -90,6 +90,7 @@ pub(crate) struct Config {
     pub(crate) http_limits: req::Limits,
     pub(crate) read_budget: usize,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) any_protocol: bool,
     pub(crate) max_body: u64,
@@ -112,6 +113,7 @@ impl ContextBuilder {
                 http_limits: req::Limits::default(),
                 read_budget: 1 << 20,
                 handshake_timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
                 any_protocol: false,
                 max_body: 1 << 20,
@@ -232,9 +234,18 @@ impl ContextBuilder {
         self
     }
 
-    /// How long a new connection may take to send its request head. Default 10 s.
+    /// How long a new connection may take to send its request head (an outgoing one: to
+    /// complete its handshake once connected). Default 10 s.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.cfg.handshake_timeout = t;
+        self
+    }
+
+    /// How long an outgoing connection may take to resolve its name and connect (across
+    /// all the addresses it tries); `CLIENT_CONNECTION_ERROR` "timed out connecting" past
+    /// it. Default 10 s.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.cfg.connect_timeout = t;
         self
     }
 

@@ -238,3 +238,42 @@ fn client_errors_are_reported_once() {
         "{got:?}"
     );
 }
+
+#[test]
+fn connect_timeout_is_its_own() {
+    // A listener whose accept queue is full and which never accepts: the kernel drops
+    // further SYNs, so a connect to it hangs (no refusal, no answer).
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let _fill: Vec<_> = (0..4)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    let seen = Seen::default();
+    let mut ctx = Context::builder()
+        .no_listen()
+        .connect_timeout(Duration::from_millis(500))
+        .handshake_timeout(Duration::from_secs(30))
+        .protocol("client", ClientProto(seen.clone()))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    ctx.connect(ClientConnect::new("127.0.0.1", addr.port())).unwrap();
+    let v = seen.0.clone();
+    run_until(&mut ctx, 10, || {
+        v.lock().unwrap().iter().any(|e| e.starts_with("error"))
+    });
+    let got = seen.0.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .any(|e| e.starts_with("error") && e.contains("timed out connecting")),
+        "{got:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "{:?}: the connect timeout, not the handshake one",
+        t.elapsed()
+    );
+}

@@ -264,7 +264,7 @@ impl Context {
         debug_assert_eq!(entry.key(), k);
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
+        let deadline = self.timers.tick(Instant::now() + self.cfg.connect_timeout);
         let mut nonce = [0u8; 16];
         rand::RngCore::fill_bytes(&mut self.shared.rng, &mut nonce);
         let target = proxy::authority(&info.address, info.port);
@@ -419,6 +419,11 @@ impl Context {
         match c.transport.connect_result() {
             Ok(false) => {}
             Ok(true) => {
+                // Connected: the handshake (and a proxy's CONNECT) has its own time.
+                self.set_deadline(k, self.cfg.handshake_timeout);
+                let Some(c) = self.conns.get_mut(k) else {
+                    return;
+                };
                 let proxied = c
                     .http
                     .as_ref()
