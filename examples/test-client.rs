@@ -17,7 +17,7 @@
 //! `--ssl` connects with wss:// and verifies the server's certificate; `-k` (with or without
 //! `--ssl`) accepts a self-signed one. A `CLIENT_CONNECTION_ERROR` prints its reason and
 //! exits 1, as does the counter connection closing before `--count` values came. Without
-//! `--count` it runs until interrupted.
+//! `--count` it runs until interrupted: Ctrl-C (SIGINT or SIGTERM) ends it with status 0.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -236,7 +236,21 @@ fn main() {
         "test-client: connecting to {}://{host}:{port}{path}",
         if mode == SslMode::Plain { "ws" } else { "wss" }
     );
+    // Ctrl-C: a flag and a wake-up of the loop (the handler runs on a thread of its own).
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (flag, wake) = (interrupted.clone(), ctx.cancel_handle());
+        if let Err(e) = ctrlc::set_handler(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            wake.cancel();
+        }) {
+            eprintln!("test-client: no Ctrl-C handler: {e}");
+        }
+    }
     let status = loop {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            break 0;
+        }
         if let Err(e) = ctx.service(Duration::from_millis(50)) {
             eprintln!("test-client: {e}");
             break 1;
