@@ -508,6 +508,7 @@ impl ContextBuilder {
             proxy,
             next_gen: 1,
             current: None,
+            attempts: Vec::new(),
         };
         ctx.protocol_event_all(ProtocolEvent::Init);
         Ok(ctx)

@@ -65,6 +65,7 @@ pub struct ClientConnect {
     pub(crate) protocols: Option<String>,
     pub(crate) bind: Option<String>,
     pub(crate) proxy: ProxyChoice,
+    pub(crate) addresses: Vec<std::net::SocketAddr>,
 }
 
 /// Which proxy a connection uses.
@@ -93,6 +94,7 @@ impl ClientConnect {
             protocols: None,
             bind: None,
             proxy: ProxyChoice::Context,
+            addresses: Vec::new(),
         }
     }
 
@@ -192,6 +194,15 @@ impl ClientConnect {
     /// The registered protocol that handles this connection's callbacks.
     pub fn bind(mut self, protocol_name: &str) -> Self {
         self.bind = Some(protocol_name.to_owned());
+        self
+    }
+
+    /// Connects to these addresses instead of resolving the host (which still goes into
+    /// `Host` and, for wss://, the certificate check and SNI), tried as resolved ones are:
+    /// one after another, a new attempt started every 250 ms while none has connected
+    /// (curl's `--connect-to`). Ignored through a proxy.
+    pub fn addresses(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
+        self.addresses = addrs;
         self
     }
 

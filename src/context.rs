@@ -95,6 +95,8 @@ pub struct Context {
     /// Proxies for outgoing connections.
     pub(crate) proxy: crate::proxy::ProxyConfig,
     pub(crate) next_gen: u32,
+    /// Outgoing connections' next connection attempts (happy eyeballs): due time, key, gen.
+    pub(crate) attempts: Vec<(Instant, usize, u32)>,
     /// The connection whose callback runs, for [`guarded`](Context::guarded).
     pub(crate) current: Option<usize>,
 }
@@ -216,6 +218,9 @@ impl Context {
         if let Some(at) = self.timers.next() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
+        if let Some(at) = self.next_attempt() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         let waited = self.readiness.wait(timeout, &mut ready);
@@ -238,6 +243,9 @@ impl Context {
         }
         self.run_pending();
         self.guarded(None, |ctx| ctx.expire(Instant::now()));
+        if !self.attempts.is_empty() {
+            self.client_attempts(Instant::now());
+        }
         Ok(())
     }
 

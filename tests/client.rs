@@ -277,3 +277,95 @@ fn connect_timeout_is_its_own() {
         t.elapsed()
     );
 }
+
+/// A listener whose accept queue is full and which never accepts: connects to it hang.
+fn hanging_listener() -> (socket2::Socket, std::net::SocketAddr, Vec<std::net::TcpStream>) {
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let fill = (0..4)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    (l, addr, fill)
+}
+
+#[test]
+fn happy_eyeballs_races_the_next_address() {
+    // The first address hangs; the second, tried 250 ms later beside it, answers: the
+    // connection is made through it long before the connect timeout.
+    let (_l, hang, _fill) = hanging_listener();
+    let s = echo_server(|b| b);
+    let good = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
+    let seen = Seen::default();
+    let mut ctx = Context::builder()
+        .no_listen()
+        .connect_timeout(Duration::from_secs(8))
+        .protocol("client", ClientProto(seen.clone()))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    ctx.connect(ClientConnect::new("example.test", s.port).addresses(vec![hang, good]))
+        .unwrap();
+    let v = seen.0.clone();
+    run_until(&mut ctx, 10, || {
+        v.lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with("closed") || e.starts_with("error"))
+    });
+    let got = seen.0.lock().unwrap().clone();
+    assert!(got.iter().any(|e| e == "receive from the loop"), "{got:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Both hang: one error, from the connect timeout.
+    let (_l2, hang2, _fill2) = hanging_listener();
+    let seen = Seen::default();
+    let mut ctx = Context::builder()
+        .no_listen()
+        .connect_timeout(Duration::from_millis(800))
+        .protocol("client", ClientProto(seen.clone()))
+        .build()
+        .unwrap();
+    ctx.connect(ClientConnect::new("example.test", 1).addresses(vec![hang, hang2]))
+        .unwrap();
+    let v = seen.0.clone();
+    run_until(&mut ctx, 5, || {
+        v.lock().unwrap().iter().any(|e| e.starts_with("error"))
+    });
+    let got = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        got.iter().filter(|e| e.starts_with("error")).count(),
+        1,
+        "{got:?}"
+    );
+    assert!(got.iter().any(|e| e.contains("timed out connecting")), "{got:?}");
+    // A refused first address falls through to the next at once.
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let seen = Seen::default();
+    let mut ctx = Context::builder()
+        .no_listen()
+        .protocol("client", ClientProto(seen.clone()))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    ctx.connect(ClientConnect::new("example.test", s.port).addresses(vec![refused, good]))
+        .unwrap();
+    let v = seen.0.clone();
+    run_until(&mut ctx, 5, || {
+        v.lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with("closed") || e.starts_with("error"))
+    });
+    let got = seen.0.lock().unwrap().clone();
+    assert!(got.iter().any(|e| e == "receive from the loop"), "{got:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(200) + Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+}

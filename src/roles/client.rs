@@ -23,7 +23,12 @@ use rustls_pki_types::ServerName;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// RFC 8305's Connection Attempt Delay: while no attempt has connected, the next address
+/// gets its own attempt this long after the previous one started (happy eyeballs), the
+/// earlier attempts staying in the race.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// Most header fields read from a server's handshake response.
 const MAX_RESPONSE_HEADERS: usize = 64;
@@ -38,6 +43,8 @@ pub(crate) struct ClientState {
     addrs: Vec<SocketAddr>,
     /// The address being connected to, for error messages.
     current: Option<SocketAddr>,
+    /// Further attempts in flight (happy eyeballs), registered under the same token.
+    racing: Vec<(TcpStream, SocketAddr)>,
     /// Fields added in `CLIENT_APPEND_HANDSHAKE_HEADER`.
     pub(crate) extra: Vec<(String, String)>,
     /// The response's fields (names lower-cased, repeated ones joined by `, `), readable in
@@ -220,6 +227,9 @@ impl Context {
         };
         let ip = dial_host.parse::<IpAddr>().ok();
         let first = ip.map(|ip| SocketAddr::new(ip, dial_port));
+        // Addresses given instead of a resolution (not through a proxy).
+        let given = (via.is_none() && !info.addresses.is_empty()).then(|| info.addresses.clone());
+        let first = if given.is_some() { None } else { first };
         // Everything that can fail before the connection exists; on failure the session made
         // above is dropped again.
         let built = (|| -> io::Result<(Transport, Option<PendingTls>, usize)> {
@@ -274,6 +284,7 @@ impl Context {
             key: handshake::client_key(nonce),
             addrs: Vec::new(),
             current: first,
+            racing: Vec::new(),
             extra: Vec::new(),
             response: Vec::new(),
             error: None,
@@ -299,7 +310,9 @@ impl Context {
             state: State::ClientConnecting,
         });
         self.timers.push(deadline, k, gen);
-        if first.is_none() {
+        if let Some(addrs) = given {
+            self.client_start_addresses(k, addrs);
+        } else if first.is_none() {
             // Names are resolved on a thread of their own: getaddrinfo blocks.
             let tx = self.resolver.tx.clone();
             let waker = self.readiness.waker();
@@ -346,21 +359,7 @@ impl Context {
                 .and_then(|h| h.client.as_mut())
                 .expect("client state");
             match r {
-                Ok(addrs) if !addrs.is_empty() => {
-                    // Happy-eyeballs' preference, one at a time: IPv6 and IPv4 alternate.
-                    let (v6, v4): (Vec<_>, Vec<_>) = addrs.into_iter().partition(SocketAddr::is_ipv6);
-                    let mut order = Vec::new();
-                    let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
-                    loop {
-                        match (a.next(), b.next()) {
-                            (None, None) => break,
-                            (x, y) => order.extend(x.into_iter().chain(y)),
-                        }
-                    }
-                    order.reverse();
-                    cs.addrs = order;
-                    self.client_next_address(k);
-                }
+                Ok(addrs) if !addrs.is_empty() => self.client_start_addresses(k, addrs),
                 Ok(_) => {
                     let why = format!("{}: the name has no address", cs.dial_host());
                     self.client_fail(k, why);
@@ -371,6 +370,75 @@ impl Context {
                 }
             }
         }
+    }
+
+    /// Starts connecting through `addrs`, IPv6 and IPv4 alternating (RFC 8305's order).
+    fn client_start_addresses(&mut self, k: usize, addrs: Vec<SocketAddr>) {
+        let Some(cs) = self
+            .conns
+            .get_mut(k)
+            .and_then(|c| c.http.as_mut())
+            .and_then(|h| h.client.as_mut())
+        else {
+            return;
+        };
+        let (v6, v4): (Vec<_>, Vec<_>) = addrs.into_iter().partition(SocketAddr::is_ipv6);
+        let mut order = Vec::new();
+        let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => break,
+                (x, y) => order.extend(x.into_iter().chain(y)),
+            }
+        }
+        order.reverse();
+        cs.addrs = order;
+        self.client_next_address(k);
+    }
+
+    /// Starts the next attempt of connections still connecting whose attempt delay is up.
+    pub(crate) fn client_attempts(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.attempts.len() {
+            let (at, k, gen) = self.attempts[i];
+            if at > now {
+                i += 1;
+                continue;
+            }
+            self.attempts.swap_remove(i);
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            if c.gen != gen || c.state != State::ClientConnecting {
+                continue;
+            }
+            let cs = c
+                .http
+                .as_mut()
+                .and_then(|h| h.client.as_mut())
+                .expect("client state");
+            let Some(addr) = cs.addrs.pop() else {
+                continue;
+            };
+            match TcpStream::connect(addr) {
+                Ok(mut sock) => match self.readiness.add_conn(&mut sock, k) {
+                    Ok(()) => {
+                        log::debug!("client {k}: also trying {addr}");
+                        cs.racing.push((sock, addr));
+                    }
+                    Err(e) => cs.error = Some(format!("{addr}: {e}")),
+                },
+                Err(e) => cs.error = Some(format!("{addr}: {e}")),
+            }
+            if !cs.addrs.is_empty() {
+                self.attempts.push((now + ATTEMPT_DELAY, k, gen));
+            }
+        }
+    }
+
+    /// When the next connection attempt is due, to bound the poll timeout.
+    pub(crate) fn next_attempt(&self) -> Option<Instant> {
+        self.attempts.iter().map(|a| a.0).min()
     }
 
     /// Connects to the next address to try, or fails with the last error.
@@ -397,6 +465,10 @@ impl Context {
                         cs.error = Some(format!("{addr}: {e}"));
                         continue;
                     }
+                    if !cs.addrs.is_empty() {
+                        let gen = c.gen;
+                        self.attempts.push((Instant::now() + ATTEMPT_DELAY, k, gen));
+                    }
                     return;
                 }
                 Err(e) => cs.error = Some(format!("{addr}: {e}")),
@@ -416,7 +488,45 @@ impl Context {
         {
             return; // still resolving
         }
-        match c.transport.connect_result() {
+        let mut result = c.transport.connect_result();
+        let cs = c
+            .http
+            .as_mut()
+            .and_then(|h| h.client.as_mut())
+            .expect("client state");
+        // Other attempts in the race: the first to connect wins, failed ones drop out.
+        let mut j = 0;
+        while j < cs.racing.len() {
+            match connect_state(&cs.racing[j].0) {
+                Ok(false) => j += 1,
+                Ok(true) if !matches!(result, Ok(true)) => {
+                    let (sock, addr) = cs.racing.swap_remove(j);
+                    c.transport.replace_socket(sock);
+                    cs.current = Some(addr);
+                    result = Ok(true);
+                }
+                Ok(true) => j += 1,
+                Err(e) => {
+                    let (_, addr) = cs.racing.swap_remove(j);
+                    cs.error = Some(format!("connect to {addr}: {e}"));
+                }
+            }
+        }
+        if let Err(e) = &result {
+            if let Some((sock, addr)) = cs.racing.pop() {
+                // The primary attempt failed: one still racing takes its place.
+                let what = if cs.proxy.is_some() { "the proxy " } else { "" };
+                cs.error = Some(format!("connect to {what}{}: {e}", cs.current.expect("set")));
+                c.transport.replace_socket(sock);
+                cs.current = Some(addr);
+                result = Ok(false);
+            }
+        }
+        if matches!(result, Ok(true)) {
+            // The winner's rivals close now.
+            cs.racing.clear();
+        }
+        match result {
             Ok(false) => {}
             Ok(true) => {
                 // Connected: the handshake (and a proxy's CONNECT) has its own time.
@@ -660,6 +770,18 @@ impl Context {
                 cs.error = Some(what.to_owned());
             }
         }
+    }
+}
+
+/// A racing attempt's state: connected, still connecting, or failed.
+fn connect_state(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
