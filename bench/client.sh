@@ -7,7 +7,8 @@
 # Server pinned to CPU 0, client to CPU 1. Prints client-bench's RESULT lines: client CPU
 # time per echoed message (from /proc/self/stat) and resident memory per idle client
 # connection (VmRSS growth / connections); beside it, interleaved rep by rep, tungstenite's
-# client non-blocking on mio (benches/tungstenite_client.rs) under the same echo load.
+# client non-blocking on mio (benches/tungstenite_client.rs) and tokio-tungstenite's on a
+# current-thread runtime (benches/tokio_tungstenite_client.rs) under the same echo load.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=1
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 cd "$ROOT"
-cargo build --release -q --example echo-server --example client-bench --bench tungstenite_client
+cargo build --release -q --example echo-server --example client-bench --bench tungstenite_client --bench tokio_tungstenite_client
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 taskset -c 0 target/release/examples/echo-server --port "$port" --interface 127.0.0.1 >/dev/null 2>&1 &
 srv=$!
@@ -29,5 +30,6 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
 for r in $(seq "$REPS"); do
   echo "rep $r echo: $(taskset -c 1 timeout 60 target/release/examples/client-bench echo "ws://127.0.0.1:$port/" --conns 100 --depth 16 --size 16 --secs 5)"
   echo "rep $r tungstenite: $(taskset -c 1 timeout 60 cargo bench -q --bench tungstenite_client -- "ws://127.0.0.1:$port/" 100 16 16 5 2>/dev/null | grep RESULT)"
+  echo "rep $r tokio-tungstenite: $(taskset -c 1 timeout 60 cargo bench -q --bench tokio_tungstenite_client -- "ws://127.0.0.1:$port/" 100 16 16 5 2>/dev/null | grep RESULT)"
   echo "rep $r idle: $( (ulimit -n "$(ulimit -Hn)"; taskset -c 1 timeout 120 target/release/examples/client-bench idle "ws://127.0.0.1:$port/" --conns 10000 --hold 3) )"
 done
