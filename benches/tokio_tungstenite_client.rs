@@ -3,20 +3,15 @@
 //! received message answered with `send`, i.e. feed + flush). Not a criterion bench: run
 //! with `cargo bench --bench tokio_tungstenite_client -- URL CONNS DEPTH SIZE SECS`.
 
+#[path = "../examples/common/procstat.rs"]
+mod procstat;
+use procstat::*;
+
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    t / 100.0
-}
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();

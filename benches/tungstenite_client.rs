@@ -3,6 +3,10 @@
 //! `examples/client-bench echo`. Not a criterion bench: run with
 //! `cargo bench --bench tungstenite_client -- URL CONNS DEPTH SIZE SECS`.
 
+#[path = "../examples/common/procstat.rs"]
+mod procstat;
+use procstat::*;
+
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::ErrorKind;
@@ -16,15 +20,6 @@ enum Conn {
     Handshaking(MidHandshake<ClientHandshake<TcpStream>>),
     Open(WebSocket<TcpStream>),
     Gone,
-}
-
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    t / 100.0
 }
 
 fn main() {

@@ -11,6 +11,10 @@
 //! connections, waits until all are established, and prints the growth of its resident
 //! memory per connection.
 
+#[path = "common/procstat.rs"]
+mod procstat;
+use procstat::*;
+
 use std::time::{Duration, Instant};
 use wsreactor::{ClientConnect, Close, Context, Protocol, Reason, Wsi};
 
@@ -56,25 +60,6 @@ impl Protocol for Load {
         }
         Ok(())
     }
-}
-
-/// utime + stime of this process, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() -> std::io::Result<()> {

@@ -387,9 +387,7 @@ impl ContextBuilder {
     /// The PEM file of the CA certificates that client certificates are verified against
     /// (libwebsockets' `ssl_ca_filepath`); see [`ssl_client_certs`](Self::ssl_client_certs).
     pub fn ssl_ca_filepath(mut self, path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
-        self.cfg.ca_file = Some(path.clone());
-        self.tls.ca = Some(path);
+        self.cfg.ca_file = Some(path.into());
         self
     }
 
@@ -440,7 +438,7 @@ impl ContextBuilder {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many protocols"));
         }
         let tls = if self.tls.enabled() {
-            Some(self.tls.build()?)
+            Some(self.tls.build(self.cfg.ca_file.as_deref())?)
         } else {
             None
         };

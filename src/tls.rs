@@ -61,7 +61,6 @@ pub(crate) enum Pem {
 pub(crate) struct TlsOptions {
     pub(crate) cert: Option<Pem>,
     pub(crate) sni: Vec<(String, Pem)>,
-    pub(crate) ca: Option<PathBuf>,
     pub(crate) cipher_list: Option<String>,
     pub(crate) client_certs: ClientCerts,
     pub(crate) server_config: Option<Arc<ServerConfig>>,
@@ -85,7 +84,7 @@ impl TlsOptions {
     }
 
     /// Builds the rustls configuration: errors name the file or setting at fault.
-    pub(crate) fn build(self) -> io::Result<TlsContext> {
+    pub(crate) fn build(self, ca: Option<&std::path::Path>) -> io::Result<TlsContext> {
         if let Some(config) = self.server_config {
             return Ok(TlsContext {
                 config,
@@ -119,7 +118,7 @@ impl TlsOptions {
         let builder = match self.client_certs {
             ClientCerts::None => builder.with_no_client_auth(),
             mode => {
-                let Some(ca) = &self.ca else {
+                let Some(ca) = ca else {
                     return Err(invalid("TLS: client certificates need ssl_ca_filepath".into()));
                 };
                 let mut roots = RootCertStore::empty();
@@ -187,7 +186,7 @@ fn cipher_suites(provider: &CryptoProvider, list: &str) -> io::Result<Vec<Suppor
     Ok(out)
 }
 
-fn read_certs_file(path: &PathBuf) -> io::Result<Vec<CertificateDer<'static>>> {
+fn read_certs_file(path: &std::path::Path) -> io::Result<Vec<CertificateDer<'static>>> {
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
         .map_err(|e| invalid(format!("TLS: {}: {e}", path.display())))?
         .collect();
@@ -265,7 +264,7 @@ pub(crate) fn client_config(
         let mut roots = RootCertStore::empty();
         match ca {
             Some(ca) => {
-                for cert in read_certs_file(&ca.to_path_buf())? {
+                for cert in read_certs_file(ca)? {
                     roots
                         .add(cert)
                         .map_err(|e| invalid(format!("TLS: CA {}: {e}", ca.display())))?;

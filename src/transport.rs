@@ -118,14 +118,7 @@ impl Transport {
     /// The outcome of a non-blocking connect: `Ok(true)` connected, `Ok(false)` still in
     /// progress, `Err` refused or unreachable.
     pub(crate) fn connect_result(&mut self) -> io::Result<bool> {
-        if let Some(e) = self.sock.take_error()? {
-            return Err(e);
-        }
-        match self.sock.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
-        }
+        connect_state(&self.sock)
     }
 
     /// The socket, to register it with the readiness source.
@@ -420,6 +413,19 @@ impl Tls {
             }
             *pos += n as u32;
         }
+    }
+}
+
+/// The outcome of a non-blocking connect on `sock`: `Ok(true)` connected, `Ok(false)`
+/// still in progress, `Err` refused or unreachable.
+pub(crate) fn connect_state(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

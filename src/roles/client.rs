@@ -17,7 +17,7 @@ use crate::proxy::{self, NoProxy, Proxy};
 use crate::readiness::MAX_CONN_KEY;
 use crate::reason::{ConnId, Reason};
 use crate::roles::http::HttpState;
-use crate::transport::Transport;
+use crate::transport::{connect_state, Transport};
 use mio::net::TcpStream;
 use rustls_pki_types::ServerName;
 use std::io;
@@ -561,15 +561,14 @@ impl Context {
     /// Connected to the proxy: asks it for the tunnel to the target.
     fn client_send_connect(&mut self, k: usize) {
         let c = &mut self.conns[k];
-        c_flags_connected(c);
+        // Connected: reads are possible from now on.
+        c.set(flag::MAY_READ);
+        c.out_buf(&mut self.shared.bufs);
         let Conn { http, out, .. } = c;
         let cs = http
             .as_ref()
             .and_then(|h| h.client.as_ref())
             .expect("client state");
-        if out.capacity() == 0 {
-            *out = self.shared.bufs.take();
-        }
         let auth = cs.proxy.as_ref().and_then(|p| p.auth.as_deref());
         proxy::write_connect(out, &cs.info.address, cs.info.port, auth);
         c.state = State::ClientProxy;
@@ -583,22 +582,20 @@ impl Context {
         let max = self.cfg.http_limits.max_head_bytes;
         let c = &mut self.conns[k];
         let hs = c.http.as_mut().expect("client state");
-        let before = hs.head.len();
-        hs.head.extend_from_slice(buf);
         let cs = hs.client.as_ref().expect("client state");
         let who = format!(
             "the proxy {}",
             cs.proxy.as_ref().map(Proxy::addr).unwrap_or_default()
         );
-        let Some(end) = head_end(&hs.head) else {
-            if hs.head.len() > max {
+        let target = proxy::authority(&cs.info.address, cs.info.port);
+        let (head, end, consumed) = match collect_head(hs, buf, max) {
+            Head::NeedMore => return (buf.len(), Stop::NeedMore),
+            Head::TooLarge => {
                 self.client_fail(k, format!("{who}: its answer to CONNECT is over {max} bytes"));
                 return (buf.len(), Stop::Done);
             }
-            return (buf.len(), Stop::NeedMore);
+            Head::Complete { head, end, consumed } => (head, end, consumed),
         };
-        let head = std::mem::take(&mut hs.head);
-        let consumed = end - before;
         let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut fields);
         match resp.parse(&head[..end]) {
@@ -621,7 +618,6 @@ impl Context {
             resp.reason.unwrap_or_default()
         );
         let status = status.trim_end();
-        let target = proxy::authority(&cs.info.address, cs.info.port);
         if !(200..300).contains(&code) {
             self.client_fail(k, format!("{who} refused the tunnel to {target}: {status}"));
             return (buf.len(), Stop::Done);
@@ -647,7 +643,7 @@ impl Context {
     }
 
     fn client_send_request(&mut self, k: usize) {
-        c_flags_connected(&mut self.conns[k]);
+        self.conns[k].set(flag::MAY_READ);
         if self.call(k, Reason::ClientAppendHandshakeHeader).is_err() {
             self.client_fail(k, "refused by CLIENT_APPEND_HANDSHAKE_HEADER".into());
             return;
@@ -655,14 +651,12 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
+        c.out_buf(&mut self.shared.bufs);
         let Conn { http, out, .. } = c;
         let cs = http
             .as_ref()
             .and_then(|h| h.client.as_ref())
             .expect("client state");
-        if out.capacity() == 0 {
-            *out = self.shared.bufs.take();
-        }
         let extra: Vec<(&str, &str)> = cs.extra.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         handshake::write_request(
             out,
@@ -684,17 +678,14 @@ impl Context {
         let max = self.cfg.http_limits.max_head_bytes;
         let c = &mut self.conns[k];
         let hs = c.http.as_mut().expect("client state");
-        let before = hs.head.len();
-        hs.head.extend_from_slice(buf);
-        let Some(end) = head_end(&hs.head) else {
-            if hs.head.len() > max {
+        let (head, end, consumed) = match collect_head(hs, buf, max) {
+            Head::NeedMore => return (buf.len(), Stop::NeedMore),
+            Head::TooLarge => {
                 self.client_fail(k, format!("the response head is over {max} bytes"));
                 return (buf.len(), Stop::Done);
             }
-            return (buf.len(), Stop::NeedMore);
+            Head::Complete { head, end, consumed } => (head, end, consumed),
         };
-        let head = std::mem::take(&mut hs.head);
-        let consumed = end - before;
         let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut fields);
         let status = match resp.parse(&head[..end]) {
@@ -773,21 +764,32 @@ impl Context {
     }
 }
 
-/// A racing attempt's state: connected, still connecting, or failed.
-fn connect_state(sock: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
+/// Where a response head being read stands.
+enum Head {
+    NeedMore,
+    TooLarge,
+    /// The head (with what followed it in the same read), its length, and how much of the
+    /// latest `buf` it took.
+    Complete {
+        head: Vec<u8>,
+        end: usize,
+        consumed: usize,
+    },
 }
 
-fn c_flags_connected(c: &mut Conn) {
-    // Connected: reads are possible from now on.
-    c.set(flag::MAY_READ);
+/// Adds `buf` to the response head being read (a proxy's answer or the server's 101).
+fn collect_head(hs: &mut HttpState, buf: &[u8], max: usize) -> Head {
+    let before = hs.head.len();
+    hs.head.extend_from_slice(buf);
+    match head_end(&hs.head) {
+        Some(end) => Head::Complete {
+            head: std::mem::take(&mut hs.head),
+            end,
+            consumed: end - before,
+        },
+        None if hs.head.len() > max => Head::TooLarge,
+        None => Head::NeedMore,
+    }
 }
 
 /// The length of a response head (through its blank line), if it is all in `b`.

@@ -710,19 +710,8 @@ impl Client {
     /// that server frames are unmasked.
     pub fn try_read_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
-            if let Some((h, n)) = FrameHeader::parse(&self.rbuf).expect("valid server frame header") {
-                assert!(h.mask.is_none(), "server frame is masked: {h:?}");
-                let total = n + h.payload_len as usize;
-                if self.rbuf.len() >= total {
-                    let payload = self.rbuf[n..total].to_vec();
-                    self.rbuf.drain(..total);
-                    return Ok(Some(Frame {
-                        fin: h.fin,
-                        rsv: h.rsv,
-                        opcode: h.opcode,
-                        payload,
-                    }));
-                }
+            if let Some(f) = take_frame(&mut self.rbuf) {
+                return Ok(Some(f));
             }
             match self.fill() {
                 Ok(0) => {
@@ -879,4 +868,23 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Takes one whole server frame off the front of `rbuf`, if it holds one. Asserts that
+/// server frames are unmasked.
+pub fn take_frame(rbuf: &mut Vec<u8>) -> Option<Frame> {
+    let (h, n) = FrameHeader::parse(rbuf).expect("valid server frame header")?;
+    assert!(h.mask.is_none(), "server frame is masked: {h:?}");
+    let total = n + h.payload_len as usize;
+    if rbuf.len() < total {
+        return None;
+    }
+    let payload = rbuf[n..total].to_vec();
+    rbuf.drain(..total);
+    Some(Frame {
+        fin: h.fin,
+        rsv: h.rsv,
+        opcode: h.opcode,
+        payload,
+    })
 }

@@ -3,7 +3,7 @@
 //! `tests/tls.rs` beside `common`).
 #![allow(dead_code)]
 
-use crate::common::{Frame, Msg, Response, IO_TIMEOUT};
+use crate::common::{take_frame, Frame, Msg, Response, IO_TIMEOUT};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wsreactor::proto::{encoder, FrameHeader, OpCode};
+use wsreactor::proto::{encoder, OpCode};
 use wsreactor::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use wsreactor::rustls::{
     self, ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion,
@@ -382,19 +382,8 @@ impl TlsClient {
     /// Reads one server frame; `Ok(None)` at a clean EOF.
     pub fn try_read_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
-            if let Some((h, n)) = FrameHeader::parse(&self.rbuf).expect("valid server frame header") {
-                assert!(h.mask.is_none(), "server frame is masked: {h:?}");
-                let total = n + h.payload_len as usize;
-                if self.rbuf.len() >= total {
-                    let payload = self.rbuf[n..total].to_vec();
-                    self.rbuf.drain(..total);
-                    return Ok(Some(Frame {
-                        fin: h.fin,
-                        rsv: h.rsv,
-                        opcode: h.opcode,
-                        payload,
-                    }));
-                }
+            if let Some(f) = take_frame(&mut self.rbuf) {
+                return Ok(Some(f));
             }
             if self.fill()? == 0 {
                 assert!(self.rbuf.is_empty(), "EOF inside a frame");
