@@ -2,30 +2,39 @@
 //! binary (small, 200 000 bytes, empty) and a ping, each answered in kind.
 //!
 //! ```text
-//! cargo run --release --example blocking-echo-check -- URL [--insecure] [--proxy PROXY]
+//! cargo run --release --example blocking-echo-check -- URL [--insecure | --cafile CA.pem] [--proxy PROXY]
 //! ```
 //!
 //! `URL` is `ws://…` or `wss://…`; for wss `--insecure` accepts any certificate
-//! ([`SslMode::AllowSelfSigned`]), else it is verified against the web PKI roots.
+//! ([`SslMode::AllowSelfSigned`]), `--cafile CA.pem` verifies it against that file's CA
+//! certificates ([`BlockingOptions::ca_file`]), else it is verified against the web PKI roots.
 //! `--proxy host:port` (or `http://user:password@host:port`) tunnels through that HTTP
 //! proxy with `CONNECT` ([`ClientConnect::via_proxy`]); without it the environment's
 //! `http_proxy` / `https_proxy` / `no_proxy` apply.
 //! Exit 0 when every echo matched, 1 otherwise.
 
 use std::time::Duration;
-use wsreactor::blocking::{BlockingClient, Message};
+use wsreactor::blocking::{BlockingClient, BlockingOptions, Message};
 use wsreactor::{ClientConnect, SslMode};
 
-const USAGE: &str = "usage: blocking-echo-check URL [--insecure] [--proxy PROXY]";
+const USAGE: &str = "usage: blocking-echo-check URL [--insecure | --cafile CA.pem] [--proxy PROXY]";
 
 fn main() {
     let mut url = None;
     let mut insecure = false;
     let mut proxy = None;
+    let mut ca = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--insecure" | "-k" => insecure = true,
+            "--cafile" => match args.next() {
+                Some(p) => ca = Some(p),
+                None => {
+                    eprintln!("{USAGE}");
+                    std::process::exit(2);
+                }
+            },
             "--proxy" | "-x" => match args.next() {
                 Some(p) => proxy = Some(p),
                 None => {
@@ -44,13 +53,13 @@ fn main() {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    if let Err(e) = run(&url, insecure, proxy.as_deref()) {
+    if let Err(e) = run(&url, insecure, ca.as_deref(), proxy.as_deref()) {
         println!("FAIL {e}");
         std::process::exit(1);
     }
 }
 
-fn run(url: &str, insecure: bool, proxy: Option<&str>) -> std::io::Result<()> {
+fn run(url: &str, insecure: bool, ca: Option<&str>, proxy: Option<&str>) -> std::io::Result<()> {
     let bad = |e: wsreactor::UrlError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let mut info = ClientConnect::url(url).map_err(bad)?;
     if insecure && info.ssl_mode() != SslMode::Plain {
@@ -59,7 +68,11 @@ fn run(url: &str, insecure: bool, proxy: Option<&str>) -> std::io::Result<()> {
     if let Some(p) = proxy {
         info = info.via_proxy(p).map_err(bad)?;
     }
-    let mut c = BlockingClient::connect_with(info, Duration::from_secs(10))?;
+    let mut options: BlockingOptions = BlockingClient::options().timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        options = options.ca_file(ca);
+    }
+    let mut c = options.connect(info)?;
     match proxy {
         Some(p) => println!("connected to {url} through the proxy {p}"),
         None => println!("connected to {url}"),

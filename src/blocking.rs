@@ -14,6 +14,7 @@ use crate::wsi::{WriteError, WriteProtocol, Wsi};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -142,22 +143,28 @@ impl BlockingClient {
     }
 
     /// Connects as `info` says and waits for the handshake, at most `timeout` (also the
-    /// limit of each later blocking call).
+    /// limit of each later blocking call). [`options`](Self::options) gives the other
+    /// settings.
     pub fn connect_with(info: ClientConnect, timeout: Duration) -> io::Result<BlockingClient> {
-        let inner = Rc::new(RefCell::new(Inner::default()));
-        let mut ctx = Context::builder()
-            .no_listen()
-            .handshake_timeout(timeout)
-            .connect_timeout(timeout)
-            .protocol("wsreactor-blocking-client", Handler(inner.clone()))
-            .build()?;
-        ctx.connect(info.bind("wsreactor-blocking-client"))?;
-        let mut c = BlockingClient { ctx, inner, timeout };
-        c.wait(|s| s.established || s.error.is_some())?;
-        if let Some(e) = c.inner.borrow_mut().error.take() {
-            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, e));
+        BlockingClient::options().timeout(timeout).connect(info)
+    }
+
+    /// Settings beyond the URL: the timeout, a CA file to verify `wss://` servers against.
+    ///
+    /// ```no_run
+    /// use wsreactor::blocking::BlockingClient;
+    /// use std::time::Duration;
+    /// let c = BlockingClient::options()
+    ///     .ca_file("ca.pem")
+    ///     .timeout(Duration::from_secs(3))
+    ///     .connect_url("wss://localhost:9001/")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn options() -> BlockingOptions {
+        BlockingOptions {
+            timeout: Duration::from_secs(10),
+            ca_file: None,
         }
-        Ok(c)
     }
 
     fn wait(&mut self, done: impl Fn(&Inner) -> bool) -> io::Result<()> {
@@ -247,5 +254,61 @@ impl BlockingClient {
             self.ctx.service(Duration::from_millis(50))?;
         }
         Ok(())
+    }
+}
+
+/// The settings of a [`BlockingClient`], from [`BlockingClient::options`].
+#[derive(Debug, Clone)]
+pub struct BlockingOptions {
+    timeout: Duration,
+    ca_file: Option<PathBuf>,
+}
+
+impl BlockingOptions {
+    /// The limit of the handshake (connect, proxy, TLS and HTTP upgrade together) and of
+    /// each later blocking call. Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Verifies `wss://` servers against the CA certificates of this PEM file instead of
+    /// the web PKI roots (the context's
+    /// [`ssl_ca_filepath`](crate::ContextBuilder::ssl_ca_filepath)). With
+    /// [`SslMode::AllowSelfSigned`] nothing is verified and the file is not used.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Connects to a `ws://` or `wss://` URL.
+    pub fn connect_url(self, url: &str) -> io::Result<BlockingClient> {
+        let info = ClientConnect::url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.connect(info)
+    }
+
+    /// Connects as `info` says and waits for the handshake.
+    pub fn connect(self, info: ClientConnect) -> io::Result<BlockingClient> {
+        let inner = Rc::new(RefCell::new(Inner::default()));
+        let mut b = Context::builder()
+            .no_listen()
+            .handshake_timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .protocol("wsreactor-blocking-client", Handler(inner.clone()));
+        if let Some(ca) = self.ca_file {
+            b = b.ssl_ca_filepath(ca);
+        }
+        let mut ctx = b.build()?;
+        ctx.connect(info.bind("wsreactor-blocking-client"))?;
+        let mut c = BlockingClient {
+            ctx,
+            inner,
+            timeout: self.timeout,
+        };
+        c.wait(|s| s.established || s.error.is_some())?;
+        if let Some(e) = c.inner.borrow_mut().error.take() {
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, e));
+        }
+        Ok(c)
     }
 }

@@ -563,9 +563,7 @@ fn panicking_callback_closes_only_its_own_connection() {
             "still accepts connections"
         }
     );
-    let mut fresh = Client::open(s.port);
-    fresh.send_text("fresh");
-    fresh.expect_text("fresh");
+    blocking_echo(s.port, "fresh");
 }
 
 #[test]

@@ -66,12 +66,20 @@ fn echo_server(
     })
 }
 
-/// One wss round trip on a fresh connection, closed cleanly.
-fn wss_round_trip(port: u16, config: &Arc<rustls::ClientConfig>, text: &str) {
-    let mut c = TlsClient::open(port, config, "localhost");
-    c.send_text(text);
-    c.expect_text(text);
-    c.close();
+/// One wss round trip on a fresh connection, closed cleanly, with the library's own
+/// blocking client verifying the server against the test CA (`BlockingOptions::ca_file`).
+fn wss_round_trip(port: u16, pki: &Pki, text: &str) {
+    use wsreactor::blocking::{BlockingClient, Message};
+    let dir = TempDir::new("wss-round-trip");
+    let ca = dir.write("ca.pem", pki.ca.pem());
+    let mut c = BlockingClient::options()
+        .ca_file(ca)
+        .timeout(T)
+        .connect_url(&format!("wss://localhost:{port}/"))
+        .expect("wss connect, server verified against the test CA");
+    c.send_text(text).unwrap();
+    assert_eq!(c.receive().unwrap(), Some(Message::Text(text.to_owned())));
+    c.close().unwrap();
 }
 
 // ---- 1. wss echo --------------------------------------------------------------------------------
@@ -112,10 +120,41 @@ fn wss_echo_text_and_binary_and_is_ssl() {
     let plain_seen = Arc::new(Mutex::new(Vec::new()));
     let (l, s2) = (plain_log.clone(), plain_seen.clone());
     let p = Server::start(&plain_log, move |b| b.protocol("echo", ssl_noting_echo(&l, s2)));
-    let mut c = Client::open(p.port);
-    c.send_text("plain");
-    c.expect_text("plain");
+    blocking_echo(p.port, "plain");
     assert_eq!(*plain_seen.lock().unwrap(), [false]);
+}
+
+/// The blocking client verifies `wss://` against the CA file it is given, and refuses the
+/// same server without it (web PKI roots) or with another CA.
+#[test]
+fn blocking_client_verifies_against_its_ca_file() {
+    use wsreactor::blocking::BlockingClient;
+    let pki = Pki::new();
+    let log = Log::new();
+    let s = echo_server(&log, &pki, |b| b);
+    wss_round_trip(s.port, &pki, "verified");
+    let url = format!("wss://localhost:{}/", s.port);
+    let err = BlockingClient::options().timeout(T).connect_url(&url).err();
+    let err = err
+        .expect("the test CA is not a web PKI root: refused")
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let dir = TempDir::new("blocking-other-ca");
+    let other = dir.write("other.pem", Ca::new("another CA").pem());
+    let err = BlockingClient::options()
+        .ca_file(other)
+        .timeout(T)
+        .connect_url(&url)
+        .err();
+    let err = err.expect("a certificate of another CA: refused").to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let missing = BlockingClient::options()
+        .ca_file(dir.0.join("no-such.pem"))
+        .timeout(T)
+        .connect_url(&url)
+        .err()
+        .expect("a missing CA file is an error");
+    assert!(missing.to_string().contains("no-such.pem"), "{missing}");
 }
 
 // ---- 2. https GET ------------------------------------------------------------------------------
@@ -468,7 +507,7 @@ fn stalled_handshake_is_cut_by_the_handshake_timeout() {
     stalled.write_all(&hello[..hello.len() / 2]).unwrap();
 
     // another client is served meanwhile
-    wss_round_trip(s.port, &pki.client(), "meanwhile");
+    wss_round_trip(s.port, &pki, "meanwhile");
 
     let mut got = Vec::new();
     let mut tmp = [0u8; 4096];
@@ -532,7 +571,7 @@ fn garbage_gets_an_alert_or_a_400() {
     p.expect_eof();
 
     // others unaffected
-    wss_round_trip(s.port, &pki.client(), "fine");
+    wss_round_trip(s.port, &pki, "fine");
 }
 
 // ---- 8. plain HTTP on the TLS port -------------------------------------------------------------
@@ -569,7 +608,7 @@ fn plain_http_on_the_tls_port_refuse_serve_redirect() {
     let mut c = Client::connect(s.port);
     c.send(&Req::upgrade(s.port).bytes());
     assert_eq!(c.read_response().expect("a response").status, 400);
-    wss_round_trip(s.port, &pki.client(), "tls still works");
+    wss_round_trip(s.port, &pki, "tls still works");
     drop(s);
 
     // Serve: plain HTTP, ws:// and wss:// on one port
@@ -606,7 +645,7 @@ fn plain_http_on_the_tls_port_refuse_serve_redirect() {
         Some("https://example.test:8443/some/path?x=1&y=%20")
     );
     c.expect_eof();
-    wss_round_trip(s.port, &pki.client(), "after redirect");
+    wss_round_trip(s.port, &pki, "after redirect");
 }
 
 // ---- 9. FIN without close_notify, and our close_notify ----------------------------------------

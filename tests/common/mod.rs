@@ -677,22 +677,8 @@ impl Client {
     /// Reads an HTTP response head; `None` if the server closed without sending anything.
     pub fn read_response(&mut self) -> Option<Response> {
         loop {
-            if let Some(p) = self.rbuf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head: Vec<u8> = self.rbuf.drain(..p + 4).collect();
-                let raw = String::from_utf8(head).expect("response head is UTF-8");
-                let mut lines = raw.split("\r\n");
-                let status_line = lines.next().unwrap();
-                let mut parts = status_line.splitn(3, ' ');
-                assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
-                let status = parts.next().unwrap().parse().expect("status code");
-                let headers = lines
-                    .filter(|l| !l.is_empty())
-                    .map(|l| {
-                        let (n, v) = l.split_once(':').expect("header line");
-                        (n.trim().to_owned(), v.trim().to_owned())
-                    })
-                    .collect();
-                return Some(Response { status, headers, raw });
+            if let Some(r) = parse_response(&mut self.rbuf) {
+                return Some(r);
             }
             match self.fill() {
                 Ok(0) | Err(_) if self.rbuf.is_empty() => return None,
@@ -887,4 +873,44 @@ pub fn take_frame(rbuf: &mut Vec<u8>) -> Option<Frame> {
         opcode: h.opcode,
         payload,
     })
+}
+
+/// Takes one whole HTTP/1.1 response head off the front of `rbuf` (parsed by httparse, the
+/// parser the server uses for requests), if it holds one.
+pub fn parse_response(rbuf: &mut Vec<u8>) -> Option<Response> {
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut hs);
+    let n = match r.parse(rbuf).expect("a valid HTTP response head") {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return None,
+    };
+    assert_eq!(r.version, Some(1), "HTTP/1.1 response expected");
+    let status = r.code.expect("status code");
+    let headers = r
+        .headers
+        .iter()
+        .map(|h| {
+            let v = std::str::from_utf8(h.value).expect("header value is UTF-8");
+            (h.name.to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let raw = String::from_utf8(rbuf[..n].to_vec()).expect("response head is UTF-8");
+    rbuf.drain(..n);
+    Some(Response { status, headers, raw })
+}
+
+/// The server still serves a well-behaved client: a text echo on a fresh connection with
+/// the library's own blocking client (`ws://127.0.0.1:PORT/`), closed with 1000.
+pub fn blocking_echo(port: u16, text: &str) {
+    use wsreactor::blocking::{BlockingClient, Message};
+    let mut c = BlockingClient::options()
+        .timeout(IO_TIMEOUT)
+        .connect_url(&format!("ws://127.0.0.1:{port}/"))
+        .expect("blocking client connects");
+    c.send_text(text).expect("send");
+    assert_eq!(
+        c.receive().expect("receive"),
+        Some(Message::Text(text.to_owned()))
+    );
+    c.close().expect("close");
 }

@@ -3,7 +3,7 @@
 //! `tests/tls.rs` beside `common`).
 #![allow(dead_code)]
 
-use crate::common::{take_frame, Frame, Msg, Response, IO_TIMEOUT};
+use crate::common::{parse_response, take_frame, Frame, Msg, Response, IO_TIMEOUT};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -352,9 +352,8 @@ impl TlsClient {
     /// Reads an HTTP response head: `Ok(None)` at a clean EOF before any byte of it.
     pub fn try_read_response(&mut self) -> io::Result<Option<Response>> {
         loop {
-            if let Some(p) = self.rbuf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head: Vec<u8> = self.rbuf.drain(..p + 4).collect();
-                return Ok(Some(parse_head(head)));
+            if let Some(r) = parse_response(&mut self.rbuf) {
+                return Ok(Some(r));
             }
             if self.fill()? == 0 {
                 assert!(self.rbuf.is_empty(), "EOF inside a response head");
@@ -497,24 +496,6 @@ pub fn upgrade_request(host: &str) -> Vec<u8> {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .into_bytes()
-}
-
-/// Parses a response head (status line and headers, CRLF CRLF included).
-pub fn parse_head(head: Vec<u8>) -> Response {
-    let raw = String::from_utf8(head).expect("response head is UTF-8");
-    let mut lines = raw.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
-    let status = parts.next().unwrap().parse().expect("status code");
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header line");
-            (n.trim().to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    Response { status, headers, raw }
 }
 
 /// A deterministic byte pattern.

@@ -20,8 +20,9 @@
 #      counter values and exits 0 in time; without -k the self-signed certificate is
 #      refused (CLIENT_CONNECTION_ERROR, exit 1).
 #   6. Our blocking client (examples/blocking-echo-check) against a Python `websockets`
-#      echo server (tests/interop/ws_echo_server.py), ws:// and wss:// (--insecure): text,
-#      binary, ping and close.
+#      echo server (tests/interop/ws_echo_server.py), ws:// and wss:// (--insecure, and
+#      verified with --cafile against the server's certificate; without either the
+#      self-signed certificate is refused): text, binary, ping and close.
 #   7. The blocking client (blocking-echo-check --proxy) against our echo-server through
 #      Debian's tinyproxy (HTTP CONNECT, basic auth, ConnectPort limited to the echo
 #      servers' ports), ws:// and wss:// (TLS inside the tunnel, --insecure); a wrong
@@ -276,6 +277,15 @@ py_echo python-echo-plain
 blocking_check blocking-client-plain "ws://127.0.0.1:$port/"
 py_echo python-echo-tls "$LWS_CERT_DIR/tls-cert.pem" "$LWS_CERT_DIR/tls-key.pem"
 blocking_check blocking-client-tls "wss://localhost:$port/" --insecure
+blocking_check blocking-client-tls-cafile "wss://localhost:$port/" --cafile "$LWS_CERT_DIR/tls-cert.pem"
+# without the CA file (web PKI roots) the self-signed certificate must be refused
+rc=0
+timeout 30 "$EX/blocking-echo-check" "wss://localhost:$port/" >"$OUT/blocking-client-tls-unverified.log" 2>&1 </dev/null || rc=$?
+if [[ $rc == 1 ]] && grep -q '^FAIL' "$OUT/blocking-client-tls-unverified.log"; then
+  pass "blocking-client-tls-unverified: the self-signed certificate is refused without --cafile ($(grep -m1 '^FAIL' "$OUT/blocking-client-tls-unverified.log" | cut -c1-100))"
+else
+  fail "blocking-client-tls-unverified: exit $rc, expected 1 (log $OUT/blocking-client-tls-unverified.log)"
+fi
 
 # --- 7. the blocking client through tinyproxy (HTTP CONNECT) ---------------------------
 start echo-server-plain "$EX/echo-server"
