@@ -177,6 +177,104 @@ fn fake_server(reply: &'static [u8]) -> u16 {
     port
 }
 
+/// A one-shot fake server that upgrades properly (the right accept key for the client's
+/// key) with `extra` response headers, then sends `then` and hands back what the client
+/// sent after the 101 (read for up to 2 s).
+fn fake_upgrader(extra: &'static str, then: &'static [u8]) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "EOF inside the request");
+            req.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(req).unwrap();
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("the client sends a key")
+            .trim()
+            .to_owned();
+        let accept = wsreactor::proto::handshake::accept_key(key.as_bytes());
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(then).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    (port, t)
+}
+
+#[test]
+fn client_refuses_what_it_did_not_ask_for() {
+    // a sub-protocol the client did not offer
+    let (port, t) = fake_upgrader("Sec-WebSocket-Protocol: chat\r\n", b"");
+    let e = expect_error(&format!("ws://127.0.0.1:{port}/"), None, 3);
+    assert!(e.contains("chat") && e.contains("did not offer"), "{e}");
+    t.join().unwrap();
+    // an extension the client did not offer
+    let (port, t) = fake_upgrader("Sec-WebSocket-Extensions: x-unheard-of\r\n", b"");
+    let e = expect_error(&format!("ws://127.0.0.1:{port}/"), None, 3);
+    assert!(e.contains("x-unheard-of"), "{e}");
+    t.join().unwrap();
+    // a masked frame from the server, after a good handshake: the client fails the
+    // connection with 1002 (RFC 6455 5.1), delivering CLOSED with no close code of the peer
+    let (port, t) = fake_upgrader("", b"\x81\x82\x01\x02\x03\x04\x49\x6b");
+    let seen = Seen::default();
+    let mut ctx = Context::builder()
+        .no_listen()
+        .protocol("client", ClientProto(seen.clone()))
+        .build()
+        .unwrap();
+    ctx.connect(ClientConnect::url(&format!("ws://127.0.0.1:{port}/")).unwrap())
+        .unwrap();
+    let v = seen.0.clone();
+    run_until(&mut ctx, 5, || {
+        v.lock().unwrap().iter().any(|e| e.starts_with("closed"))
+    });
+    let got = seen.0.lock().unwrap().clone();
+    assert!(got.contains(&"closed None".to_string()), "{got:?}");
+    assert!(
+        !got.iter().any(|e| e.starts_with("receive")),
+        "a masked frame was delivered: {got:?}"
+    );
+    let end = Instant::now() + Duration::from_secs(3);
+    while ctx.connection_count() > 0 && Instant::now() < end {
+        ctx.service(Duration::from_millis(20)).unwrap();
+    }
+    assert_eq!(ctx.connection_count(), 0, "the failed connection is closed");
+    drop(ctx);
+    let sent = t.join().unwrap();
+    // the client's frames after the 101: its "from the loop" text, then a masked close 1002
+    let mut rest = sent.as_slice();
+    let mut codes = Vec::new();
+    while let Ok(Some((h, n))) = wsreactor::proto::FrameHeader::parse(rest) {
+        let key = h.mask.expect("client frames are masked");
+        let total = n + h.payload_len as usize;
+        let mut payload = rest[n..total].to_vec();
+        wsreactor::proto::mask::apply_mask(&mut payload, key, 0);
+        if h.opcode == wsreactor::proto::OpCode::Close {
+            codes.push(u16::from_be_bytes([payload[0], payload[1]]));
+        }
+        rest = &rest[total..];
+    }
+    assert_eq!(codes, [1002], "the client's close frames: {codes:?}");
+}
+
 #[test]
 fn client_errors_are_reported_once() {
     // a port that refuses
