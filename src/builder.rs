@@ -82,6 +82,7 @@ pub struct ContextBuilder {
     proxy: Option<String>,
     /// `no_proxy()`: `None` = from the environment.
     no_proxy: Option<String>,
+    external_poll: bool,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -129,7 +130,52 @@ impl ContextBuilder {
             tls: TlsOptions::default(),
             proxy: None,
             no_proxy: None,
+            external_poll: false,
         }
+    }
+
+    /// Lets the user's own poll loop do the waiting, as libwebsockets does with its
+    /// `*_POLL_FD` callbacks: the context never waits itself, and reports every descriptor
+    /// it needs (listen sockets, accepted and outgoing connections, the
+    /// [`CancelHandle`](crate::CancelHandle) waker) to the **first protocol** as
+    /// [`ProtocolEvent::AddPollFd`](crate::ProtocolEvent::AddPollFd),
+    /// [`DelPollFd`](crate::ProtocolEvent::DelPollFd) and
+    /// [`ChangeModePollFd`](crate::ProtocolEvent::ChangeModePollFd) (`poll(2)` event bits,
+    /// level-triggered: `POLLOUT` only while output waits for room), between
+    /// [`LockPoll`](crate::ProtocolEvent::LockPoll) and
+    /// [`UnlockPoll`](crate::ProtocolEvent::UnlockPoll). The loop polls them with
+    /// [`Context::poll_timeout`] as its timeout, calls [`Context::service_fd`] for each
+    /// ready descriptor, then [`Context::service_pending`] once per round:
+    ///
+    /// ```no_run
+    /// # use wsreactor::*;
+    /// # use std::time::Duration;
+    /// # struct P { fds: Vec<libc::pollfd> }
+    /// # impl Protocol for P { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// # fn poll(_: &mut [libc::pollfd], _: Duration) {}
+    /// # fn fds_of(ctx: &mut Context) -> &mut Vec<libc::pollfd> { unimplemented!() }
+    /// // The first protocol keeps the array from its AddPollFd / DelPollFd /
+    /// // ChangeModePollFd events (see examples/test-server-extpoll.rs).
+    /// # let mut ctx = Context::builder().external_poll().protocol("p", P { fds: vec![] }).build()?;
+    /// loop {
+    ///     let mut fds = fds_of(&mut ctx).clone();
+    ///     poll(&mut fds, ctx.poll_timeout(Duration::from_secs(1)));
+    ///     for p in fds.iter().filter(|p| p.revents != 0) {
+    ///         if !ctx.service_fd(p.fd, p.revents)? {
+    ///             // not the context's: the loop's own descriptor
+    ///         }
+    ///     }
+    ///     ctx.service_pending()?;
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// The simpler route, one descriptor for the whole context, needs no option: see
+    /// [`Context`'s `AsRawFd`](crate::Context#impl-AsRawFd-for-Context).
+    pub fn external_poll(mut self) -> Self {
+        self.external_poll = true;
+        self
     }
 
     /// The HTTP proxy outgoing connections are tunnelled through with `CONNECT`
@@ -451,7 +497,7 @@ impl ContextBuilder {
         if let Some(n) = &self.no_proxy {
             proxy.no_proxy = crate::proxy::NoProxy::parse(n);
         }
-        let readiness = Readiness::new()?;
+        let mut readiness = Readiness::new(self.external_poll)?;
         let mut listeners = Vec::new();
         if let Some(port) = self.port {
             let mut l = listener::bind(self.interface.as_deref(), port, self.backlog)?;
@@ -506,9 +552,11 @@ impl ContextBuilder {
             proxy,
             next_gen: 1,
             current: None,
+            poll_changes: Vec::new(),
             attempts: Vec::new(),
         };
         ctx.protocol_event_all(ProtocolEvent::Init);
+        ctx.report_poll_changes();
         Ok(ctx)
     }
 }

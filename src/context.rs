@@ -4,7 +4,7 @@
 //!
 //! | room | what |
 //! | --- | --- |
-//! | [`readiness`](crate::readiness) | the mio poll set; every registration passes through it |
+//! | [`readiness`](crate::readiness) | the poll set (mio, or the user's loop); every registration passes through it |
 //! | [`listener`](crate::listener) | listen sockets and accepting |
 //! | [`driver`](crate::driver) | one connection's data path: read → role → flush, close, removal |
 //! | [`transport`](crate::transport) | the only code that reads or writes a socket |
@@ -18,15 +18,17 @@ use crate::dispatch::Registered;
 use crate::fileserver::cache::FileCache;
 use crate::proto::{close::code, encoder};
 use crate::protocol::Protocol;
-use crate::readiness::{Readiness, Ready, Source};
+use crate::readiness::{PollChange, Readiness, Ready, Source};
 use crate::reason::{ConnId, ProtocolEvent, ProtocolId, Reason};
 use crate::shared::{CtxRequest, Shared};
 use crate::timers::Timers;
 use crate::tls::TlsContext;
+use crate::wsi::ProtocolContext;
 use mio::net::TcpListener;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -99,6 +101,8 @@ pub struct Context {
     pub(crate) attempts: Vec<(Instant, usize, u32)>,
     /// The connection whose callback runs, for [`guarded`](Context::guarded).
     pub(crate) current: Option<usize>,
+    /// External poll changes being reported (kept to reuse its allocation).
+    pub(crate) poll_changes: Vec<PollChange>,
 }
 
 impl Context {
@@ -208,25 +212,15 @@ impl Context {
     /// Waits up to `timeout` for events and services them: accepts, reads, callbacks,
     /// writes, timeouts (`libwebsocket_service`). Returns early when there is work already
     /// pending, or when [`CancelHandle::cancel`] is called.
+    ///
+    /// With [`external_poll`](crate::ContextBuilder::external_poll) it never waits: it does
+    /// what [`service_pending`](Self::service_pending) does.
     pub fn service(&mut self, timeout: Duration) -> io::Result<()> {
-        let now = Instant::now();
-        let mut timeout = if self.shared.has_pending() {
-            Duration::ZERO
-        } else {
-            timeout
-        };
-        if let Some(at) = self.timers.next() {
-            timeout = timeout.min(at.saturating_duration_since(now));
-        }
-        if let Some(at) = self.next_attempt() {
-            timeout = timeout.min(at.saturating_duration_since(now));
-        }
+        let timeout = self.poll_timeout(timeout);
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         let waited = self.readiness.wait(timeout, &mut ready);
-        // One clock read per cycle: every response of this cycle gets this Date, and
-        // preconditions and the file cache are judged at this time.
-        self.shared.date.update(SystemTime::now());
+        self.cycle_start();
         let mut cancelled = false;
         for ev in &ready {
             match ev.source {
@@ -237,6 +231,154 @@ impl Context {
         }
         self.ready = ready;
         waited?;
+        self.cycle_end(cancelled);
+        Ok(())
+    }
+
+    /// How long a poll may wait before this context needs servicing, at most `max`
+    /// (libwebsockets' `lws_service_adjust_timeout`): zero when work is pending without an
+    /// event on any descriptor (see [`service_needed`](Self::service_needed)), else up to
+    /// the next deadline (a timeout, a connection attempt).
+    ///
+    /// An external loop uses it as its `poll()` timeout, so it neither stalls nor spins:
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &mut wsreactor::Context) {
+    /// let ms = ctx.poll_timeout(std::time::Duration::from_secs(1)).as_millis();
+    /// // poll(fds, n, ms) ...
+    /// # }
+    /// ```
+    pub fn poll_timeout(&self, max: Duration) -> Duration {
+        if self.shared.has_pending() {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let mut timeout = max;
+        if let Some(at) = self.timers.next() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if let Some(at) = self.next_attempt() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        // Deadlines are whole milliseconds: round up, so a poll(2) timeout in milliseconds
+        // does not wake just before one and spin until it is due.
+        if timeout.subsec_nanos() % 1_000_000 != 0 && timeout < max {
+            timeout = (timeout + Duration::from_millis(1)).min(max);
+        }
+        timeout
+    }
+
+    /// True when the context has work that no descriptor will announce: input already
+    /// buffered (rx flow control resumed, a read budget spent with data left, TLS
+    /// plaintext decrypted ahead), WRITEABLE callbacks asked for, context-wide requests.
+    /// Then call [`service_pending`](Self::service_pending) (or any `service*`) without
+    /// waiting; [`poll_timeout`](Self::poll_timeout) is zero meanwhile.
+    pub fn service_needed(&self) -> bool {
+        self.shared.has_pending()
+    }
+
+    /// Does the work that needs no descriptor event: what callbacks queued, expired
+    /// deadlines, connection attempts due (libwebsockets' `lws_service_fd(ctx, NULL)`).
+    /// Never waits. An external loop calls it once per round, after its
+    /// [`service_fd`](Self::service_fd) calls.
+    pub fn service_pending(&mut self) -> io::Result<()> {
+        self.cycle_start();
+        self.cycle_end(false);
+        Ok(())
+    }
+
+    /// Services one descriptor that an external `poll()` found ready
+    /// (`libwebsocket_service_fd`), given with [`external_poll`](crate::ContextBuilder::external_poll):
+    /// accepts on a listener, reads and writes on a connection, takes a
+    /// [`CancelHandle::cancel`] wake; then does what [`service_pending`](Self::service_pending)
+    /// does.
+    ///
+    /// `Ok(true)`: the descriptor is this context's and was serviced (the caller clears its
+    /// `revents`). `Ok(false)`: it is not (another context's, the caller's own, or one
+    /// already reported in a `DelPollFd` while the caller went through its array): nothing
+    /// was done and the caller services it itself. `revents` of 0 does nothing.
+    ///
+    /// Errors: a negative descriptor, or a context not built for an external loop
+    /// (`InvalidInput`); `POLLNVAL` on a descriptor of this context, which means someone
+    /// else closed it (the connection is dropped; `InvalidInput`).
+    pub fn service_fd(&mut self, fd: RawFd, revents: i16) -> io::Result<bool> {
+        if fd < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("service_fd: bad descriptor {fd}"),
+            ));
+        }
+        if !self.readiness.is_external() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "service_fd: the context was not built with external_poll()",
+            ));
+        }
+        let Some((source, events)) = self.readiness.lookup(fd) else {
+            return Ok(false);
+        };
+        if revents == 0 {
+            return Ok(true);
+        }
+        self.cycle_start();
+        let mut cancelled = false;
+        let mut result = Ok(true);
+        if revents & libc::POLLNVAL != 0 {
+            if let Source::Conn(k) = source {
+                self.remove(k);
+            }
+            result = Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "service_fd: descriptor {fd} is not open (POLLNVAL): closed behind the context's back?"
+                ),
+            ));
+        } else {
+            match source {
+                Source::Waker => {
+                    let mut ready = std::mem::take(&mut self.ready);
+                    ready.clear();
+                    let waited = self.readiness.wait(Duration::ZERO, &mut ready);
+                    cancelled =
+                        ready.iter().any(|r| r.source == Source::Waker) && self.readiness.take_cancel();
+                    self.ready = ready;
+                    if let Err(e) = waited {
+                        result = Err(e);
+                    }
+                }
+                Source::Listener(i) => self.guarded(None, |ctx| ctx.accept(i)),
+                Source::Conn(k) => {
+                    let hup = revents & (libc::POLLHUP | libc::POLLERR) != 0;
+                    let ev = Ready {
+                        source,
+                        readable: revents & libc::POLLIN != 0 || hup,
+                        read_closed: revents & libc::POLLHUP != 0,
+                        writable: revents & libc::POLLOUT != 0 || hup,
+                    };
+                    self.guarded(Some(k), |ctx| ctx.conn_event(k, &ev));
+                    if hup && events & crate::readiness::POLLIN == 0 && self.conns.contains(k) {
+                        // Polled for nothing (input held) and hung up: it would be reported
+                        // again at once, forever. The connection is dead: drop it.
+                        log::debug!("fd {fd}: hang-up while input is held: closing");
+                        self.remove(k);
+                    }
+                    self.sync_poll(k);
+                }
+            }
+        }
+        self.cycle_end(cancelled);
+        result
+    }
+
+    /// The start of a service cycle: one clock read; every response of this cycle gets
+    /// this `Date`, and preconditions and the file cache are judged at this time.
+    fn cycle_start(&mut self) {
+        self.shared.date.update(SystemTime::now());
+    }
+
+    /// The end of a service cycle: finished name resolutions, `cancel_service`, what
+    /// callbacks queued, deadlines, connection attempts, and the poll changes to report.
+    fn cycle_end(&mut self, cancelled: bool) {
         self.client_resolved();
         if cancelled {
             self.protocol_event_all(ProtocolEvent::EventWaitCancelled);
@@ -246,7 +388,49 @@ impl Context {
         if !self.attempts.is_empty() {
             self.client_attempts(Instant::now());
         }
-        Ok(())
+        self.report_poll_changes();
+    }
+
+    /// Tells an external loop what connection `k` waits for now (nothing for mio).
+    #[inline]
+    pub(crate) fn sync_poll(&mut self, k: usize) {
+        if let Some(c) = self.conns.get_mut(k) {
+            self.readiness.sync(k, c);
+        }
+    }
+
+    /// Delivers the queued external poll changes to the first protocol, between
+    /// `LOCK_POLL` and `UNLOCK_POLL`.
+    pub(crate) fn report_poll_changes(&mut self) {
+        self.readiness.take_changes(&mut self.poll_changes);
+        if self.poll_changes.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.poll_changes);
+        let handler = &mut self.protocols[0].handler;
+        let mut pc = ProtocolContext {
+            shared: &mut self.shared,
+            protocol: ProtocolId(0),
+        };
+        let events = std::iter::once(ProtocolEvent::LockPoll)
+            .chain(changes.iter().map(|c| match *c {
+                PollChange::Add(a) => ProtocolEvent::AddPollFd(a),
+                PollChange::Del(a) => ProtocolEvent::DelPollFd(a),
+                PollChange::Change(a) => ProtocolEvent::ChangeModePollFd(a),
+            }))
+            .chain(std::iter::once(ProtocolEvent::UnlockPoll));
+        for ev in events {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handler.call_protocol(&mut pc, ev)
+            }));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("{ev:?}: the first protocol failed: {}", e.reason),
+                Err(_) => log::error!("{ev:?}: the first protocol panicked"),
+            }
+        }
+        self.poll_changes = changes;
+        self.poll_changes.clear();
     }
 
     /// Serves what callbacks asked for: context-wide requests, then read resumptions, then
@@ -283,6 +467,7 @@ impl Context {
                             ctx.call_and_close(k, reason);
                             ctx.flush(k);
                         });
+                        self.sync_poll(k);
                     }
                 }
             }
@@ -295,14 +480,45 @@ impl Context {
                 _ => continue,
             }
             self.guarded(Some(k), |ctx| ctx.read_conn(k));
+            self.sync_poll(k);
         }
         let writable = std::mem::take(&mut self.shared.writable);
         for (k, gen) in writable {
             let k = k as usize;
             if self.conns.get(k).is_some_and(|c| c.gen == gen) {
                 self.guarded(Some(k), |ctx| ctx.maybe_writeable(k));
+                self.sync_poll(k);
             }
         }
+    }
+}
+
+/// The context's own poll descriptor (the epoll set), for a loop of another kind (a GUI
+/// toolkit's, tokio's `AsyncFd`, a C program's) to wait on one descriptor: when it is
+/// readable, call [`Context::service`] with a zero timeout; and wake up after
+/// [`Context::poll_timeout`] at the latest, for deadlines and for work that needs no event.
+///
+/// ```no_run
+/// use std::os::fd::AsRawFd;
+/// # fn f(ctx: &mut wsreactor::Context) -> std::io::Result<()> {
+/// let fd = ctx.as_raw_fd(); // put it in your loop's poll set, for reading
+/// // ... your loop says fd is readable, or ctx.poll_timeout(max) has passed:
+/// ctx.service(std::time::Duration::ZERO)?;
+/// # Ok(()) }
+/// ```
+///
+/// With [`external_poll`](crate::ContextBuilder::external_poll) the set holds only the
+/// waker (it is the descriptor reported for it).
+impl AsRawFd for Context {
+    fn as_raw_fd(&self) -> RawFd {
+        self.readiness.raw_fd()
+    }
+}
+
+/// The context's own poll descriptor; see [`AsRawFd`](#impl-AsRawFd-for-Context).
+impl AsFd for Context {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.readiness.as_fd()
     }
 }
 
@@ -322,6 +538,8 @@ impl Drop for Context {
             }
             self.remove(k);
         }
+        self.readiness.remove_all();
+        self.report_poll_changes();
         self.protocol_event_all(ProtocolEvent::Destroy);
     }
 }

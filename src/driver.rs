@@ -389,8 +389,8 @@ impl Context {
         let handler = &mut *self.protocols[c.proto as usize].handler;
         deliver_closed(handler, c, &mut self.shared, k, None, b"");
         let _ = self.call(k, Reason::WsiDestroy);
-        self.readiness.remove_conn(k);
         let c = self.conns.remove(k);
+        self.readiness.remove_conn(&c);
         log::debug!("{}: closed", c.peer());
         self.protocols[c.proto as usize].handler.drop_session(c.session);
         self.shared.bufs.give(c.out);

@@ -56,7 +56,7 @@ pub use builder::{ContextBuilder, ProtocolSpec};
 pub use client::{ClientConnect, SslMode, UrlError};
 pub use context::{CancelHandle, Context};
 pub use protocol::Protocol;
-pub use reason::{Close, ConnId, ProtocolEvent, ProtocolId, Reason};
+pub use reason::{Close, ConnId, PollArgs, ProtocolEvent, ProtocolId, Reason};
 /// The rustls types that appear in this API ([`ContextBuilder::ssl_server_config`],
 /// certificate chains), re-exported so that they match the version used here.
 pub use rustls;

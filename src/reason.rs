@@ -178,6 +178,34 @@ pub enum ProtocolEvent {
         /// The socket's file descriptor.
         fd: i32,
     },
+    /// `LWS_CALLBACK_ADD_POLL_FD` (first protocol, only with
+    /// [`external_poll`](crate::ContextBuilder::external_poll)): add `fd` to your poll set,
+    /// polled for `events` (`poll(2)` bits: `POLLIN`, `POLLOUT`).
+    AddPollFd(PollArgs),
+    /// `LWS_CALLBACK_DEL_POLL_FD`: take `fd` out of your poll set; it is about to be
+    /// closed (or was, within the call that reports this: the number may come back in an
+    /// `AddPollFd` that follows).
+    DelPollFd(PollArgs),
+    /// `LWS_CALLBACK_CHANGE_MODE_POLL_FD`: poll `fd` for `events` from now on (was
+    /// `prev_events`). `events` may be 0: poll it for nothing (a hang-up or error is still
+    /// reported by `poll(2)`, and servicing it then closes the connection).
+    ChangeModePollFd(PollArgs),
+    /// `LWS_CALLBACK_LOCK_POLL`: a batch of the three above follows; take the lock of a
+    /// poll set shared with other threads.
+    LockPoll,
+    /// `LWS_CALLBACK_UNLOCK_POLL`: the batch is over.
+    UnlockPoll,
+}
+
+/// The argument of the external-poll events (libwebsockets' `struct libwebsocket_pollargs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollArgs {
+    /// The descriptor.
+    pub fd: i32,
+    /// The events to poll it for (`poll(2)` bits; 0 for `DelPollFd`).
+    pub events: i16,
+    /// The events it was polled for until now (0 for `AddPollFd`).
+    pub prev_events: i16,
 }
 
 /// The error a callback returns to close its connection (or refuse it, for filters).

@@ -22,6 +22,7 @@ use mio::net::TcpStream;
 use rustls_pki_types::ServerName;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,16 @@ impl ClientState {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The descriptors of an outgoing connection's other attempts in flight, to take them out
+/// of an external poll set with the connection.
+pub(crate) fn racing_fds(c: &Conn) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+    c.http
+        .as_ref()
+        .and_then(|h| h.client.as_ref())
+        .into_iter()
+        .flat_map(|cs| cs.racing.iter().map(|(s, _)| s.as_raw_fd()))
 }
 
 /// A TLS session to start once a proxy's tunnel is up.
@@ -190,6 +201,17 @@ impl Context {
         info: ClientConnect,
         session: Option<Box<dyn std::any::Any>>,
     ) -> io::Result<ConnId> {
+        let r = self.connect_start(info, session);
+        // An external poll loop learns of the new socket before connect returns.
+        self.report_poll_changes();
+        r
+    }
+
+    fn connect_start(
+        &mut self,
+        info: ClientConnect,
+        session: Option<Box<dyn std::any::Any>>,
+    ) -> io::Result<ConnId> {
         let pid = match &info.bind {
             Some(name) => self.shared.protocol_id(name).ok_or_else(|| {
                 io::Error::new(
@@ -259,7 +281,7 @@ impl Context {
                 return Err(io::Error::other("too many connections"));
             }
             if first.is_some() {
-                self.readiness.add_conn(transport.source(), k)?;
+                self.readiness.add_connecting(transport.source(), k)?;
             }
             Ok((transport, tls_pending, k))
         })();
@@ -421,7 +443,7 @@ impl Context {
                 continue;
             };
             match TcpStream::connect(addr) {
-                Ok(mut sock) => match self.readiness.add_conn(&mut sock, k) {
+                Ok(mut sock) => match self.readiness.add_connecting(&mut sock, k) {
                     Ok(()) => {
                         log::debug!("client {k}: also trying {addr}");
                         cs.racing.push((sock, addr));
@@ -460,8 +482,9 @@ impl Context {
             cs.current = Some(addr);
             match TcpStream::connect(addr) {
                 Ok(sock) => {
+                    self.readiness.remove_fd(c.transport.fd());
                     c.transport.replace_socket(sock);
-                    if let Err(e) = self.readiness.add_conn(c.transport.source(), k) {
+                    if let Err(e) = self.readiness.add_connecting(c.transport.source(), k) {
                         cs.error = Some(format!("{addr}: {e}"));
                         continue;
                     }
@@ -501,13 +524,15 @@ impl Context {
                 Ok(false) => j += 1,
                 Ok(true) if !matches!(result, Ok(true)) => {
                     let (sock, addr) = cs.racing.swap_remove(j);
+                    self.readiness.remove_fd(c.transport.fd());
                     c.transport.replace_socket(sock);
                     cs.current = Some(addr);
                     result = Ok(true);
                 }
                 Ok(true) => j += 1,
                 Err(e) => {
-                    let (_, addr) = cs.racing.swap_remove(j);
+                    let (sock, addr) = cs.racing.swap_remove(j);
+                    self.readiness.remove_fd(sock.as_raw_fd());
                     cs.error = Some(format!("connect to {addr}: {e}"));
                 }
             }
@@ -517,6 +542,7 @@ impl Context {
                 // The primary attempt failed: one still racing takes its place.
                 let what = if cs.proxy.is_some() { "the proxy " } else { "" };
                 cs.error = Some(format!("connect to {what}{}: {e}", cs.current.expect("set")));
+                self.readiness.remove_fd(c.transport.fd());
                 c.transport.replace_socket(sock);
                 cs.current = Some(addr);
                 result = Ok(false);
@@ -524,7 +550,9 @@ impl Context {
         }
         if matches!(result, Ok(true)) {
             // The winner's rivals close now.
-            cs.racing.clear();
+            for (sock, _) in cs.racing.drain(..) {
+                self.readiness.remove_fd(sock.as_raw_fd());
+            }
         }
         match result {
             Ok(false) => {}
