@@ -83,6 +83,7 @@ pub struct ContextBuilder {
     /// `no_proxy()`: `None` = from the environment.
     no_proxy: Option<String>,
     external_poll: bool,
+    user: Option<Box<dyn std::any::Any>>,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -131,6 +132,7 @@ impl ContextBuilder {
             proxy: None,
             no_proxy: None,
             external_poll: false,
+            user: None,
         }
     }
 
@@ -175,6 +177,41 @@ impl ContextBuilder {
     /// [`Context`'s `AsRawFd`](crate::Context#impl-AsRawFd-for-Context).
     pub fn external_poll(mut self) -> Self {
         self.external_poll = true;
+        self
+    }
+
+    /// The context-wide user value (libwebsockets' `user` of the creation info, read back
+    /// with `libwebsocket_context_user`): state every protocol reaches from any callback
+    /// with [`Wsi::user_mut`](crate::Wsi::user_mut) (and
+    /// [`Context::user_mut`](crate::Context::user_mut) from the loop), so protocols sharing
+    /// state need no `Rc<RefCell<_>>`.
+    ///
+    /// ```
+    /// use wsreactor::{Close, Context, Protocol, Reason, Wsi};
+    ///
+    /// #[derive(Default)]
+    /// struct Totals { messages: u64 }
+    ///
+    /// #[derive(Default)]
+    /// struct Counting;
+    /// impl Protocol for Counting {
+    ///     type Session = ();
+    ///     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+    ///         if let Reason::Receive { last: true, .. } = reason {
+    ///             wsi.user_mut::<Totals>().expect("set at build").messages += 1;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut ctx = Context::builder().port(0).user(Totals::default())
+    ///     .protocol("a", Counting).protocol("b", Counting).build()?;
+    /// assert_eq!(ctx.user_mut::<Totals>().unwrap().messages, 0);
+    /// assert!(ctx.user_mut::<String>().is_none()); // a wrong type is None
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn user<T: 'static>(mut self, value: T) -> Self {
+        self.user = Some(Box::new(value));
         self
     }
 
@@ -265,7 +302,9 @@ impl ContextBuilder {
     /// The bound also governs reading: while more than half of it is queued, the
     /// connection's input is not read (nor decoded further), so a peer that sends without
     /// reading the replies (pongs, echoes, responses) is slowed by TCP rather than growing
-    /// the out buffer.
+    /// the out buffer; and the pieces `RECEIVE` delivers are cut to fit in the other half
+    /// (at most `max_unsent / 2 - 14` bytes), so that echoing a piece never meets
+    /// back-pressure.
     pub fn max_unsent(mut self, n: usize) -> Self {
         self.max_unsent = n.max(1);
         self
@@ -518,6 +557,7 @@ impl ContextBuilder {
             max_unsent: self.max_unsent,
             date: DateCache::new(),
             rng: rand::SeedableRng::from_os_rng(),
+            user: self.user,
         };
         let file_cache = self.resource_path.map(|root| {
             FileCache::new(

@@ -20,10 +20,10 @@ use crate::proto::{close::code, encoder};
 use crate::protocol::Protocol;
 use crate::readiness::{PollChange, Readiness, Ready, Source};
 use crate::reason::{ConnId, ProtocolEvent, ProtocolId, Reason};
-use crate::shared::{CtxRequest, Shared};
+use crate::shared::{ConnOp, CtxRequest, Shared};
 use crate::timers::Timers;
 use crate::tls::TlsContext;
-use crate::wsi::ProtocolContext;
+use crate::wsi::{ProtocolContext, Wsi};
 use mio::net::TcpListener;
 use slab::Slab;
 use std::io;
@@ -163,10 +163,21 @@ impl Context {
         self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
     }
 
-    /// Calls every connection of `protocol` with `reason` (`libwebsocket_callback_all_protocol`);
-    /// done by the next `service()`.
-    pub fn callback_all_protocol(&mut self, protocol: ProtocolId, reason: Reason<'static>) {
-        self.shared.requests.push(CtxRequest::Callback(protocol, reason));
+    /// Calls every WebSocket connection of `protocol` with [`Reason::User`] `{ event, data }`
+    /// (`libwebsocket_callback_all_protocol`, for the user's reasons only); done by the next
+    /// `service()`.
+    pub fn callback_all_protocol(&mut self, protocol: ProtocolId, event: u32, data: &[u8]) {
+        self.shared
+            .requests
+            .push(CtxRequest::Callback(protocol, event, data.into()));
+    }
+
+    /// The slab key of connection `id` if it is still open.
+    fn live(&self, id: ConnId) -> Option<usize> {
+        self.conns
+            .get(id.key as usize)
+            .is_some_and(|c| c.gen == id.gen)
+            .then_some(id.key as usize)
     }
 
     /// Asks for one WRITEABLE callback on connection `id`, from outside its callbacks
@@ -180,6 +191,89 @@ impl Context {
             }
             _ => false,
         }
+    }
+
+    /// Starts the closing handshake of connection `id` with `code` and `reason`, as
+    /// [`Wsi::close`](crate::Wsi::close) (an HTTP connection is dropped). False for a
+    /// stale id.
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
+        let Some(k) = self.live(id) else {
+            return false;
+        };
+        self.guarded(Some(k), |ctx| ctx.close_conn(k, code, reason));
+        true
+    }
+
+    pub(crate) fn close_conn(&mut self, k: usize, code: u16, reason: &str) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.state == State::WebSocket {
+            Wsi::new(c, &mut self.shared, k as u32).close(code, reason);
+            self.flush(k);
+        } else {
+            self.remove(k);
+        }
+    }
+
+    /// Pauses (`false`) or resumes (`true`) reading connection `id`
+    /// (`libwebsocket_rx_flow_control` by id), as
+    /// [`Wsi::rx_flow_control`](crate::Wsi::rx_flow_control). False for a stale id.
+    pub fn rx_flow_control(&mut self, id: ConnId, enable: bool) -> bool {
+        let Some(k) = self.live(id) else {
+            return false;
+        };
+        Wsi::new(&mut self.conns[k], &mut self.shared, k as u32).rx_flow_control(enable);
+        true
+    }
+
+    /// Calls connection `id`'s protocol with [`Reason::User`] `{ event, data }` now, e.g. a
+    /// private message from the loop. False for a stale id.
+    pub fn callback(&mut self, id: ConnId, event: u32, data: &[u8]) -> bool {
+        let Some(k) = self.live(id) else {
+            return false;
+        };
+        self.guarded(Some(k), |ctx| {
+            ctx.call_and_close(k, Reason::User { event, data });
+            ctx.flush(k);
+        });
+        true
+    }
+
+    /// The per-session data of connection `id`, if it is a `S` (the session type of the
+    /// protocol the connection is bound to). `None` for a stale id or another type.
+    ///
+    /// ```
+    /// # use wsreactor::{Close, Context, Protocol, Reason, Wsi};
+    /// # #[derive(Default)] struct Chat;
+    /// # #[derive(Default)] struct Member { nick: String }
+    /// # impl Protocol for Chat { type Session = Member;
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut Member, _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// # fn rename(ctx: &mut Context, id: wsreactor::ConnId) {
+    /// if let Some(m) = ctx.session::<Member>(id) {
+    ///     m.nick = "moderator".into();
+    /// }
+    /// # }
+    /// ```
+    pub fn session<S: 'static>(&mut self, id: ConnId) -> Option<&mut S> {
+        let k = self.live(id)?;
+        let c = &self.conns[k];
+        self.protocols[c.proto as usize]
+            .handler
+            .session_any(c.session)?
+            .downcast_mut()
+    }
+
+    /// The context-wide user value given with
+    /// [`ContextBuilder::user`](crate::ContextBuilder::user), if it is a `T`
+    /// (`libwebsocket_context_user`).
+    pub fn user<T: 'static>(&self) -> Option<&T> {
+        self.shared.user.as_ref()?.downcast_ref()
+    }
+
+    /// The context-wide user value, mutable, if it is a `T`.
+    pub fn user_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.shared.user.as_mut()?.downcast_mut()
     }
 
     /// This machine's host name (libwebsockets' `libwebsocket_canonical_hostname`): the
@@ -455,7 +549,7 @@ impl Context {
                         }
                     }
                 }
-                CtxRequest::Callback(p, reason) => {
+                CtxRequest::Callback(p, event, data) => {
                     let keys: Vec<usize> = self
                         .conns
                         .iter()
@@ -464,10 +558,30 @@ impl Context {
                         .collect();
                     for k in keys {
                         self.guarded(Some(k), |ctx| {
-                            ctx.call_and_close(k, reason);
+                            ctx.call_and_close(k, Reason::User { event, data: &data });
                             ctx.flush(k);
                         });
                         self.sync_poll(k);
+                    }
+                }
+                CtxRequest::Conn(id, op) => {
+                    let Some(k) = self.live(id) else {
+                        continue;
+                    };
+                    match op {
+                        ConnOp::Writable => {
+                            let c = &mut self.conns[k];
+                            self.shared.schedule_writable(k, c);
+                        }
+                        ConnOp::Close(code, reason) => {
+                            self.guarded(Some(k), |ctx| ctx.close_conn(k, code, &reason))
+                        }
+                        ConnOp::RxFlow(enable) => {
+                            self.rx_flow_control(id, enable);
+                        }
+                        ConnOp::User(event, data) => {
+                            self.callback(id, event, &data);
+                        }
                     }
                 }
             }

@@ -21,6 +21,7 @@ pub(crate) trait ErasedProtocol {
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close>;
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close>;
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn session_any(&mut self, session: u32) -> Option<&mut dyn Any>;
     fn sessions(&self) -> usize;
 }
 
@@ -66,6 +67,10 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         &mut self.proto
+    }
+
+    fn session_any(&mut self, session: u32) -> Option<&mut dyn Any> {
+        self.sessions.get_mut(session as usize).map(|s| s as &mut dyn Any)
     }
 
     fn sessions(&self) -> usize {
@@ -119,23 +124,29 @@ impl Context {
     }
 
     /// Calls, and on error closes the connection (WebSocket: close frame with the error's
-    /// code; HTTP: drop).
+    /// code; HTTP: drop), or, for a full send queue, waits for room.
     pub(crate) fn call_and_close(&mut self, k: usize, reason: Reason<'_>) {
         if let Err(e) = self.call(k, reason) {
-            let Some(c) = self.conns.get_mut(k) else {
-                return;
-            };
+            self.callback_failed(k, &e);
+        }
+    }
+
+    /// What a callback's error asks for: see [`Wsi::callback_failed`]; an HTTP connection
+    /// is dropped.
+    pub(crate) fn callback_failed(&mut self, k: usize, e: &Close) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.state == State::WebSocket || e.is_back_pressure() {
+            Wsi::new(c, &mut self.shared, k as u32).callback_failed(e);
+        } else {
             log::debug!(
                 "{}: callback closed the connection: {} {}",
                 c.peer(),
                 e.code,
                 e.reason
             );
-            if c.state == State::WebSocket {
-                Wsi::new(c, &mut self.shared, k as u32).close(e.code, &e.reason);
-            } else {
-                self.remove(k);
-            }
+            self.remove(k);
         }
     }
 
@@ -174,23 +185,48 @@ impl Context {
     pub(crate) fn guarded(&mut self, k: Option<usize>, f: impl FnOnce(&mut Context)) {
         self.current = k;
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
-        if caught.is_ok() {
+        let Err(payload) = caught else {
             return;
-        }
+        };
         if self.rxbuf.is_empty() {
             // The panic came while the receive buffer was lent out.
             self.rxbuf = vec![0; self.cfg.rx_buffer_size];
         }
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
         let Some(k) = self.current.take() else {
-            log::error!("a protocol callback panicked outside any connection");
+            log::error!("a protocol callback panicked outside any connection: {what}");
             return;
         };
-        log::error!("a protocol callback panicked: closing its connection ({k})");
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.remove(k))).is_err()
-            && self.conns.contains(k)
-        {
+        let Some(c) = self.conns.get_mut(k) else {
+            log::error!("a protocol callback panicked: {what}");
+            return;
+        };
+        log::error!(
+            "{}: a protocol callback panicked, closing its connection with 1011: {what}",
+            c.peer()
+        );
+        if c.state == State::WebSocket {
+            Wsi::new(c, &mut self.shared, k as u32)
+                .close(crate::proto::close::code::INTERNAL_ERROR, "internal error");
+        }
+        // What is queued (the close frame last) goes out if the socket takes it now; the
+        // connection does not wait for the peer's reply, its handler being suspect.
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(c) = self.conns.get_mut(k) {
+                if c.unsent() > 0 && !c.has(flag::WRITE_BLOCKED) {
+                    let _ = c.transport.write_out(&c.out, &mut c.out_pos, false);
+                }
+            }
+            self.remove(k)
+        }));
+        if ended.is_err() && self.conns.contains(k) {
             // It panicked again in its last callbacks: drop it without them.
             let c = self.conns.remove(k);
+            self.readiness.remove_conn(&c);
             self.protocols[c.proto as usize].handler.drop_session(c.session);
         }
     }

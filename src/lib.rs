@@ -61,7 +61,7 @@ pub use reason::{Close, ConnId, PollArgs, ProtocolEvent, ProtocolId, Reason};
 /// certificate chains), re-exported so that they match the version used here.
 pub use rustls;
 pub use tls::{ClientCerts, PlainHttp};
-pub use wsi::{ProtocolContext, WriteError, WriteProtocol, Wsi};
+pub use wsi::{ConnRequests, ProtocolContext, WriteError, WriteProtocol, Wsi};
 
 /// The library version (`lws_get_library_version`).
 pub fn version() -> &'static str {

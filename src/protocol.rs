@@ -40,8 +40,12 @@ pub trait Protocol: 'static {
     ///
     /// Returning an error closes this connection (with the error's close code on a
     /// WebSocket, or by dropping an HTTP connection) and no other; for the `Filter*`
-    /// reasons an error refuses the connection. A panic is caught and treated as an error
-    /// with code 1011: it too closes only this connection.
+    /// reasons (and `HTTP`) an error refuses the request, with the status of
+    /// [`Close::http_status`] or a plain 403. A full send queue passed on with `?`
+    /// ([`WriteError::BackPressure`](crate::WriteError::BackPressure)) is not a close: one
+    /// WRITEABLE callback follows once the queue has drained (see [`Close`]). A panic is
+    /// caught: the connection is closed with 1011 and one error is logged; the context and
+    /// every other connection go on.
     fn callback(
         &mut self,
         wsi: &mut Wsi<'_>,

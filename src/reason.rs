@@ -154,9 +154,16 @@ pub enum Reason<'a> {
     /// `LWS_CALLBACK_CLIENT_WRITEABLE`: an outgoing connection can take more data, as asked
     /// with [`Wsi::callback_on_writable`](crate::Wsi::callback_on_writable).
     ClientWriteable,
-    /// A reason of the user's, sent with `callback_all_protocol` (libwebsockets'
-    /// `LWS_CALLBACK_USER` and above).
-    User(u32),
+    /// A reason of the user's (libwebsockets' `LWS_CALLBACK_USER` and above), sent to
+    /// every connection of a protocol with `callback_all_protocol`, or to one connection
+    /// with [`Context::callback`](crate::Context::callback) /
+    /// [`ConnRequests::callback`](crate::ConnRequests::callback).
+    User {
+        /// The user's event number.
+        event: u32,
+        /// The bytes sent with it (empty if none).
+        data: &'a [u8],
+    },
 }
 
 /// Context-wide events, delivered to each protocol (or to the first one only, as noted).
@@ -208,15 +215,59 @@ pub struct PollArgs {
     pub prev_events: i16,
 }
 
-/// The error a callback returns to close its connection (or refuse it, for filters).
+/// The error a callback returns to close its connection, refuse it (filters), or wait
+/// for room in its send queue.
 ///
-/// Any `std::error::Error` converts into it with `?` (close code 1011).
+/// Three kinds, by constructor:
+/// * [`Close::new`]: a WebSocket close with that code and reason (an HTTP connection is
+///   dropped).
+/// * [`Close::http_status`]: for `FILTER_*` and `HTTP`, refuse the request with that HTTP
+///   status and text (the filters' default is a plain 403).
+/// * The conversion of [`WriteError::BackPressure`](crate::WriteError::BackPressure) with
+///   `?`: **not a close**. The send queue is merely full; the refused write was not queued,
+///   the connection stays open, and its protocol gets one WRITEABLE callback when the queue
+///   has drained, to write again from its state (a counter, a cursor in a ring). So the
+///   documented pattern `wsi.write(..)?` handles back-pressure. (In `RECEIVE` it cannot
+///   happen to an echo: the reactor stops reading a connection whose queue is half full,
+///   and cuts received pieces to fit in the other half.)
+///
+/// Other errors convert with `?` where this crate knows them to be program errors
+/// ([`WriteError`](crate::WriteError)'s other kinds, `io::Error`, UTF-8 and number parse
+/// errors, `fmt::Error`): close code 1011. Any other error: `.map_err(Close::internal)`.
+///
+/// ```
+/// use wsreactor::{Close, Protocol, Reason, Wsi};
+///
+/// #[derive(Default)]
+/// struct Rooms;
+///
+/// impl Protocol for Rooms {
+///     type Session = ();
+///     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+///         match reason {
+///             // refused with this status and text, not a bare 403
+///             Reason::FilterProtocolConnection if wsi.urlarg("room").is_none() => {
+///                 Err(Close::http_status(400, "which room? ws://host/?room=NAME"))
+///             }
+///             Reason::Receive { data, .. } => {
+///                 let n: u32 = std::str::from_utf8(data)?.trim().parse()?; // 1011 if not a number
+///                 wsi.send_text(&(n + 1).to_string())?; // a full queue: WRITEABLE later, no close
+///                 Ok(())
+///             }
+///             _ => Ok(()),
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
-    /// The WebSocket close code to send.
+    /// The WebSocket close code to send (1000–4999), or the HTTP status of a refusal
+    /// (100–599, from [`Close::http_status`]).
     pub code: u16,
-    /// The close reason to send.
+    /// The close reason to send (or the text of the refusal page).
     pub reason: Cow<'static, str>,
+    /// Not a close: the send queue was full (see the type's documentation).
+    wait: bool,
 }
 
 impl Close {
@@ -225,6 +276,7 @@ impl Close {
         Close {
             code,
             reason: reason.into(),
+            wait: false,
         }
     }
 
@@ -232,13 +284,73 @@ impl Close {
     pub fn normal() -> Self {
         Close::new(crate::proto::close::code::NORMAL, "")
     }
-}
 
-impl<E: std::error::Error> From<E> for Close {
-    fn from(e: E) -> Self {
+    /// Refuses an HTTP request or a WebSocket upgrade (from `FILTER_HTTP_CONNECTION`,
+    /// `FILTER_PROTOCOL_CONNECTION` or `HTTP`) with `status` (100–599; anything else is
+    /// 403) and `text` for the page (the status' own words if empty). On an open WebSocket
+    /// it closes with 1011.
+    pub fn http_status(status: u16, text: impl Into<Cow<'static, str>>) -> Self {
+        let status = if (100..=599).contains(&status) {
+            status
+        } else {
+            403
+        };
+        Close::new(status, text)
+    }
+
+    /// Closes with 1011 (internal error) and the error's text, for any error type:
+    /// `.map_err(Close::internal)?`.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
         Close::new(crate::proto::close::code::INTERNAL_ERROR, e.to_string())
     }
+
+    /// The HTTP status of a refusal made with [`http_status`](Self::http_status).
+    pub fn http_status_code(&self) -> Option<u16> {
+        (!self.wait && (100..=599).contains(&self.code)).then_some(self.code)
+    }
+
+    /// True when this is a full send queue, not a close (from `WriteError::BackPressure`).
+    pub fn is_back_pressure(&self) -> bool {
+        self.wait
+    }
 }
+
+impl From<crate::wsi::WriteError> for Close {
+    fn from(e: crate::wsi::WriteError) -> Self {
+        use crate::wsi::WriteError;
+        match e {
+            WriteError::BackPressure => Close {
+                code: crate::proto::close::code::NORMAL,
+                reason: Cow::Borrowed(""),
+                wait: true,
+            },
+            // Closing already: a second close is a no-op, so the normal code does no harm.
+            WriteError::Closed => Close::normal(),
+            e => Close::internal(e),
+        }
+    }
+}
+
+macro_rules! close_on_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Close {
+            /// Close code 1011 with the error's text.
+            fn from(e: $t) -> Self {
+                Close::internal(e)
+            }
+        }
+    )*};
+}
+
+close_on_error!(
+    std::io::Error,
+    std::fmt::Error,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error,
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    Box<dyn std::error::Error + Send + Sync>
+);
 
 /// Names a registered protocol: its index in registration order (libwebsockets identifies
 /// protocols by their `struct libwebsocket_protocols *`).

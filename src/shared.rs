@@ -7,15 +7,26 @@
 
 use crate::connection::{flag, Conn};
 use crate::http::DateCache;
-use crate::reason::{ProtocolId, Reason};
+use crate::reason::{ConnId, ProtocolId};
 
-/// A request a callback makes of the whole context, carried out after it returns. Each
-/// applies to all connections of the protocol.
-#[derive(Debug, Clone, Copy)]
+/// A request a callback makes of the whole context, carried out after it returns: for all
+/// connections of a protocol, or for one connection by id.
+#[derive(Debug)]
 pub(crate) enum CtxRequest {
     Writable(ProtocolId),
     RxFlowAllow(ProtocolId),
-    Callback(ProtocolId, Reason<'static>),
+    /// A user event (number, bytes) to every connection of the protocol.
+    Callback(ProtocolId, u32, Box<[u8]>),
+    Conn(ConnId, ConnOp),
+}
+
+/// What a [`CtxRequest::Conn`] asks of one connection.
+#[derive(Debug)]
+pub(crate) enum ConnOp {
+    Writable,
+    Close(u16, Box<str>),
+    RxFlow(bool),
+    User(u32, Box<[u8]>),
 }
 
 /// Out buffers not in use. A connection holds one only while it has bytes queued, so an
@@ -58,6 +69,8 @@ pub(crate) struct Shared {
     /// Masking keys and handshake nonces of outgoing connections: ChaCha seeded from the
     /// operating system, so keys are unpredictable (RFC 6455 §5.3) at a few ns each.
     pub(crate) rng: rand::rngs::StdRng,
+    /// The context-wide user value (`libwebsocket_context_user`).
+    pub(crate) user: Option<Box<dyn std::any::Any>>,
 }
 
 impl Shared {
@@ -100,6 +113,19 @@ impl Shared {
     pub(crate) fn mask_for(&mut self, c: &Conn) -> Option<[u8; 4]> {
         use rand::RngCore;
         c.has(flag::CLIENT).then(|| self.rng.next_u32().to_ne_bytes())
+    }
+
+    /// The largest piece `RECEIVE` delivers on a connection of a protocol whose rx buffer
+    /// size is `proto_chunk` (0: no limit of its own): cut to fit in half of `max_unsent`, so
+    /// that echoing a piece, with the reactor having stopped reading at half full, always
+    /// fits (see [`Close`](crate::Close) on back-pressure).
+    pub(crate) fn rx_chunk(&self, proto_chunk: usize) -> usize {
+        let fit = (self.max_unsent / 2).saturating_sub(14).max(1);
+        if proto_chunk == 0 {
+            fit
+        } else {
+            proto_chunk.min(fit)
+        }
     }
 
     pub(crate) fn protocol_id(&self, name: &str) -> Option<ProtocolId> {

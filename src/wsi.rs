@@ -10,10 +10,24 @@ use crate::fileserver::FileStream;
 use crate::http::request::Method;
 use crate::http::response;
 use crate::proto::{encoder, OpCode};
-use crate::reason::{ConnId, ProtocolId, Reason};
+use crate::reason::{Close, ConnId, ProtocolId};
 use crate::roles::http::queue_status_page;
-use crate::shared::{CtxRequest, Shared};
+use crate::shared::{ConnOp, CtxRequest, Shared};
 use std::net::SocketAddr;
+
+/// The value of argument `name` in a query string, percent-decoded (`+` is a space).
+pub(crate) fn urlarg(query: &str, name: &str) -> Option<String> {
+    let decode = |v: &str| {
+        let v = v.replace('+', " ");
+        percent_encoding::percent_decode_str(&v)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (decode(k) == name).then(|| decode(v))
+    })
+}
 
 /// What a write sends (libwebsockets' `enum libwebsocket_write_protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +74,75 @@ impl std::fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
+/// Requests for one other connection, made from inside a callback
+/// ([`Wsi::conn`], [`ProtocolContext::conn`]) and carried out after it returns, in order. A
+/// stale id (the connection closed, its slot reused) is ignored. From the loop, the
+/// [`Context`](crate::Context) has the same calls, done at once.
+///
+/// ```
+/// use wsreactor::{Close, ConnId, Protocol, Reason, Wsi};
+///
+/// /// The first connection is the moderator: its message "kick N" closes connection N.
+/// #[derive(Default)]
+/// struct Moderated { members: Vec<ConnId> }
+///
+/// impl Protocol for Moderated {
+///     type Session = ();
+///     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+///         match reason {
+///             Reason::Established => self.members.push(wsi.id()),
+///             Reason::Receive { data, .. } if self.members.first() == Some(&wsi.id()) => {
+///                 if let Some(n) = data.strip_prefix(b"kick ") {
+///                     let n: usize = std::str::from_utf8(n)?.parse()?;
+///                     if let Some(&id) = self.members.get(n) {
+///                         wsi.conn(id).close(4000, "kicked");
+///                     }
+///                 }
+///             }
+///             Reason::Closed { .. } => self.members.retain(|&m| m != wsi.id()),
+///             _ => {}
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub struct ConnRequests<'a> {
+    requests: &'a mut Vec<CtxRequest>,
+    id: ConnId,
+}
+
+impl ConnRequests<'_> {
+    /// Asks for one WRITEABLE callback on the connection (`libwebsocket_callback_on_writable`).
+    pub fn callback_on_writable(&mut self) -> &mut Self {
+        self.requests.push(CtxRequest::Conn(self.id, ConnOp::Writable));
+        self
+    }
+
+    /// Starts its closing handshake with `code` and `reason` (an HTTP connection is
+    /// dropped), as [`Wsi::close`].
+    pub fn close(&mut self, code: u16, reason: &str) -> &mut Self {
+        self.requests
+            .push(CtxRequest::Conn(self.id, ConnOp::Close(code, reason.into())));
+        self
+    }
+
+    /// Pauses or resumes reading it (`libwebsocket_rx_flow_control`), as
+    /// [`Wsi::rx_flow_control`].
+    pub fn rx_flow_control(&mut self, enable: bool) -> &mut Self {
+        self.requests
+            .push(CtxRequest::Conn(self.id, ConnOp::RxFlow(enable)));
+        self
+    }
+
+    /// Calls its protocol with [`Reason::User`](crate::Reason::User) `{ event, data }` (a private message, a
+    /// kick with a reason).
+    pub fn callback(&mut self, event: u32, data: &[u8]) -> &mut Self {
+        self.requests
+            .push(CtxRequest::Conn(self.id, ConnOp::User(event, data.into())));
+        self
+    }
+}
+
 /// Context-wide requests, shared by [`Wsi`] and [`ProtocolContext`].
 macro_rules! context_requests {
     () => {
@@ -75,17 +158,39 @@ macro_rules! context_requests {
             self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
         }
 
-        /// Calls the handler with `reason` for every connection of `protocol`
-        /// (`libwebsocket_callback_all_protocol`), after this callback returns.
-        pub fn callback_all_protocol(&mut self, protocol: ProtocolId, reason: Reason<'static>) {
+        /// Calls the handler with [`Reason::User`](crate::Reason::User) `{ event, data }` for every WebSocket
+        /// connection of `protocol` (`libwebsocket_callback_all_protocol`, for the user's
+        /// reasons only), after this callback returns.
+        pub fn callback_all_protocol(&mut self, protocol: ProtocolId, event: u32, data: &[u8]) {
             self.shared
                 .requests
-                .push(CtxRequest::Callback(protocol, reason));
+                .push(CtxRequest::Callback(protocol, event, data.into()));
+        }
+
+        /// Requests for connection `id` (any connection, of any protocol), carried out
+        /// after this callback returns: see [`ConnRequests`].
+        pub fn conn(&mut self, id: ConnId) -> ConnRequests<'_> {
+            ConnRequests {
+                requests: &mut self.shared.requests,
+                id,
+            }
         }
 
         /// The id of the protocol registered under `name`.
         pub fn protocol_by_name(&self, name: &str) -> Option<ProtocolId> {
             self.shared.protocol_id(name)
+        }
+
+        /// The context-wide user value given with
+        /// [`ContextBuilder::user`](crate::ContextBuilder::user), if it is a `T`
+        /// (`libwebsocket_context_user`).
+        pub fn user<T: 'static>(&self) -> Option<&T> {
+            self.shared.user.as_ref()?.downcast_ref()
+        }
+
+        /// The context-wide user value, mutable, if it is a `T`.
+        pub fn user_mut<T: 'static>(&mut self) -> Option<&mut T> {
+            self.shared.user.as_mut()?.downcast_mut()
         }
     };
 }
@@ -236,6 +341,24 @@ impl<'a> Wsi<'a> {
         c.set(flag::CLOSE_SENT);
     }
 
+    /// What a callback's error asks of its connection: a full send queue waits for room
+    /// (one WRITEABLE once the queue has drained; no close); anything else closes with the
+    /// error's code and reason.
+    pub(crate) fn callback_failed(&mut self, e: &Close) {
+        if e.is_back_pressure() {
+            log::trace!("{}: send queue full: WRITEABLE when drained", self.conn.peer());
+            self.callback_on_writable();
+            return;
+        }
+        log::debug!(
+            "{}: callback closed the connection: {} {}",
+            self.conn.peer(),
+            e.code,
+            e.reason
+        );
+        self.close(e.code, &e.reason);
+    }
+
     /// Asks for one `SERVER_WRITEABLE` (or `HTTP_WRITEABLE`) callback when the socket can
     /// take data (`libwebsocket_callback_on_writable`). If the socket is not known to be
     /// full, it comes in the same `service()` call.
@@ -333,6 +456,57 @@ impl<'a> Wsi<'a> {
     /// `FILTER_*`, `ESTABLISHED` and the HTTP reasons. `None` after that.
     pub fn uri(&self) -> Option<&str> {
         self.conn.request().map(|r| r.uri())
+    }
+
+    /// The request method, while the request is held (`HEAD` answered as `GET` minus the
+    /// body: [`respond`](Self::respond) does that itself).
+    pub fn method(&self) -> Option<Method> {
+        self.conn.request().map(|r| r.method())
+    }
+
+    /// The request method as sent, for methods [`Method`] has no name for.
+    pub fn method_str(&self) -> Option<&str> {
+        self.conn.request().map(|r| r.method_str())
+    }
+
+    /// The value of URL argument `name` of the request target, percent-decoded (`+` is a
+    /// space), while the request is held (`lws_get_urlarg_by_name`): for
+    /// `/chat?room=caf%C3%A9&nick=a+b`, `urlarg("room")` is `café`, `urlarg("nick")` is
+    /// `a b`. The first of repeated arguments; an argument without `=` has the empty value;
+    /// bytes that do not decode to UTF-8 are replaced (U+FFFD).
+    pub fn urlarg(&self, name: &str) -> Option<String> {
+        let query = self.conn.request()?.query()?;
+        urlarg(query, name)
+    }
+
+    /// Answers the HTTP request with `body` from memory, `content_type` and extra headers,
+    /// taking care of the rest: `Content-Length`, no body for `HEAD` (the same length),
+    /// keep-alive as the request asked, and the transaction's completion. `status` is any
+    /// status (a 404 page, a 200).
+    pub fn respond(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+        extra_headers: &[(&str, &str)],
+    ) -> Result<(), WriteError> {
+        let c = &mut *self.conn;
+        if c.state != State::Http || c.has(flag::HTTP_RESPONDED) {
+            return Err(WriteError::Closed);
+        }
+        let head_only = c.request().is_some_and(|r| r.method() == Method::Head);
+        let keep = c.has(flag::KEEP_ALIVE);
+        let mut headers = Vec::with_capacity(extra_headers.len() + 1);
+        headers.push(("Content-Type", content_type));
+        headers.extend_from_slice(extra_headers);
+        let date = Some(self.shared.date.date());
+        let out = c.out_buf(&mut self.shared.bufs);
+        response::write_head(out, status, &headers, Some(body.len() as u64), keep, date);
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+        c.complete_http();
+        Ok(())
     }
 
     /// A request header by name (case-insensitive), while the request is held
@@ -444,4 +618,19 @@ impl<'a> Wsi<'a> {
     }
 
     context_requests!();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urlarg_decodes_and_finds_by_name() {
+        let q = "room=caf%C3%A9&nick=a+b&flag&x=1&x=2&sp%61ce=%zz";
+        assert_eq!(super::urlarg(q, "room").as_deref(), Some("café"));
+        assert_eq!(super::urlarg(q, "nick").as_deref(), Some("a b"));
+        assert_eq!(super::urlarg(q, "flag").as_deref(), Some(""));
+        assert_eq!(super::urlarg(q, "x").as_deref(), Some("1"));
+        assert_eq!(super::urlarg(q, "space").as_deref(), Some("%zz"));
+        assert_eq!(super::urlarg(q, "ro"), None);
+        assert_eq!(super::urlarg("a=%FF", "a").as_deref(), Some("\u{fffd}"));
+    }
 }

@@ -388,10 +388,12 @@ fn writable_all_and_callback_all_reach_only_that_protocol() {
     let hook = |wsi: &mut wsreactor::Wsi<'_>, r: Reason<'_>| {
         match r {
             Reason::ServerWriteable => wsi.send_text("W")?,
-            Reason::User(n) => wsi.send_text(&format!("U{n}"))?,
+            Reason::User { event, data } => {
+                wsi.send_text(&format!("U{event}{}", std::str::from_utf8(data).unwrap()))?
+            }
             Reason::Receive { data: b"all", .. } => {
                 let alpha = wsi.protocol_by_name("alpha").unwrap();
-                wsi.callback_all_protocol(alpha, Reason::User(9));
+                wsi.callback_all_protocol(alpha, 9, b":from beta");
             }
             _ => {}
         }
@@ -424,7 +426,7 @@ fn writable_all_and_callback_all_reach_only_that_protocol() {
 
     s.with_ctx(|ctx| {
         let a = ctx.protocol_by_name("alpha").unwrap();
-        ctx.callback_all_protocol(a, Reason::User(7));
+        ctx.callback_all_protocol(a, 7, b"");
     });
     a1.expect_text("U7");
     a2.expect_text("U7");
@@ -434,8 +436,8 @@ fn writable_all_and_callback_all_reach_only_that_protocol() {
 
     // the same from inside a callback of the other protocol
     b1.send_text("all");
-    a1.expect_text("U9");
-    a2.expect_text("U9");
+    a1.expect_text("U9:from beta");
+    a2.expect_text("U9:from beta");
     assert!(b1.quiet_for(Duration::from_millis(200)));
     assert_eq!(log.count(|r| r.ev == Ev::User(9) && r.proto == "alpha"), 2);
     assert_eq!(log.count(|r| r.ev == Ev::User(9)), 2);

@@ -35,7 +35,7 @@ fn pausing_server(log: &Log, pause_on: &'static [u8], paused_seen: Arc<AtomicUsi
                             paused_seen.fetch_add(1, Ordering::SeqCst);
                         }
                     }
-                    Reason::User(1) => wsi.rx_flow_control(true),
+                    Reason::User { event: 1, .. } => wsi.rx_flow_control(true),
                     _ => {}
                 }
                 echo(wsi, r)
@@ -97,7 +97,7 @@ fn rx_flow_control_pause_mid_batch_resume_from_callback() {
     // resume through a callback (callback_all_protocol -> wsi.rx_flow_control(true))
     s.with_ctx(|ctx| {
         let p = ctx.protocol_by_name("flow").unwrap();
-        ctx.callback_all_protocol(p, Reason::User(1));
+        ctx.callback_all_protocol(p, 1, b"");
     });
     for i in 2..5 {
         c.expect_text(&format!("m{i}"));
@@ -126,7 +126,7 @@ fn rx_flow_control_pause_inside_a_fragmented_message_with_big_backlog() {
                     }
                     t.extend_from_slice(data);
                 }
-                if let Reason::User(1) = r {
+                if let Reason::User { event: 1, .. } = r {
                     wsi.rx_flow_control(true);
                 }
                 Ok(())
@@ -166,7 +166,7 @@ fn rx_flow_control_pause_inside_a_fragmented_message_with_big_backlog() {
     assert!(got_paused < n);
     s.with_ctx(|ctx| {
         let p = ctx.protocol_by_name("flow").unwrap();
-        ctx.callback_all_protocol(p, Reason::User(1));
+        ctx.callback_all_protocol(p, 1, b"");
     });
     writer.join().unwrap();
     assert!(eventually(T, || total.lock().unwrap().len() == n));

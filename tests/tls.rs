@@ -774,7 +774,7 @@ fn rx_flow_control_and_writeable_over_tls() {
                     }
                     Reason::Receive { data, .. } if data == b"wr" => wsi.callback_on_writable(),
                     Reason::ServerWriteable => wsi.send_text("writeable")?,
-                    Reason::User(1) => wsi.rx_flow_control(true),
+                    Reason::User { event: 1, .. } => wsi.rx_flow_control(true),
                     _ => {}
                 }
                 echo(wsi, r)
@@ -803,7 +803,7 @@ fn rx_flow_control_and_writeable_over_tls() {
     // resumed through a callback
     s.with_ctx(|ctx| {
         let p = ctx.protocol_by_name("flow").unwrap();
-        ctx.callback_all_protocol(p, Reason::User(1));
+        ctx.callback_all_protocol(p, 1, b"");
     });
     for i in 2..5 {
         c.expect_text(&format!("m{i}"));

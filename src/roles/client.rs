@@ -756,7 +756,8 @@ impl Context {
         c.deadline = None;
         c.http = None;
         let p = &self.protocols[c.proto as usize];
-        c.rx.frames_mut().set_max_chunk(p.rx_buffer_size);
+        c.rx.frames_mut()
+            .set_max_chunk(self.shared.rx_chunk(p.rx_buffer_size));
         log::debug!("{}: client established on {}", c.peer(), p.name);
         self.call_and_close(k, Reason::ClientEstablished);
         (consumed, Stop::Switched)

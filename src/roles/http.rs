@@ -234,13 +234,23 @@ impl Context {
             hs.body = body;
             hs.body_seen = 0;
         }
-        if self.call(k, Reason::FilterHttpConnection { uri: &uri }).is_err() {
-            self.respond_and_close(k, 403, None, &[]);
+        if let Err(e) = self.call(k, Reason::FilterHttpConnection { uri: &uri }) {
+            log::debug!("refused by FILTER_HTTP_CONNECTION: {} {}", e.code, e.reason);
+            self.refuse(k, &e);
             return;
         }
-        if self.call(k, Reason::Http { uri: &uri }).is_err() {
-            self.remove(k);
-            return;
+        if let Err(e) = self.call(k, Reason::Http { uri: &uri }) {
+            if e.is_back_pressure() {
+                self.callback_failed(k, &e);
+            } else if e.http_status_code().is_some()
+                && self.conns.get(k).is_some_and(|c| !c.has(flag::HTTP_RESPONDED))
+            {
+                self.refuse(k, &e);
+                return;
+            } else {
+                self.remove(k);
+                return;
+            }
         }
         if !body_expected {
             self.default_response(k);
@@ -343,6 +353,14 @@ impl Context {
             }
         }
         self.respond(k, status, text, extra);
+    }
+
+    /// Refuses a request as a filter's (or `HTTP`'s) error says: its HTTP status and text,
+    /// else a plain 403; then closes.
+    pub(crate) fn refuse(&mut self, k: usize, e: &crate::reason::Close) {
+        let status = e.http_status_code().unwrap_or(403);
+        let text = (status == e.code && !e.reason.is_empty()).then_some(&*e.reason);
+        self.respond_and_close(k, status, text, &[]);
     }
 
     /// Queues a small HTML status page (`lws_return_http_status`); the connection stays

@@ -69,9 +69,9 @@ impl Context {
             c.proto = pid as u16;
             c.session = self.protocols[pid].handler.new_session();
         }
-        if self.call(k, Reason::FilterProtocolConnection).is_err() {
-            log::debug!("refused by FILTER_PROTOCOL_CONNECTION");
-            self.respond_and_close(k, 403, None, &[]);
+        if let Err(e) = self.call(k, Reason::FilterProtocolConnection) {
+            log::debug!("refused by FILTER_PROTOCOL_CONNECTION: {} {}", e.code, e.reason);
+            self.refuse(k, &e);
             return false;
         }
         let c = &mut self.conns[k];
@@ -87,7 +87,7 @@ impl Context {
         c.set(flag::UPGRADED);
         c.deadline = None;
         c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
-        let rx_chunk = self.protocols[pid].rx_buffer_size;
+        let rx_chunk = self.shared.rx_chunk(self.protocols[pid].rx_buffer_size);
         c.rx.frames_mut().set_max_chunk(rx_chunk);
         log::debug!("{}: established on {}", c.peer(), self.protocols[pid].name);
         self.call_and_close(k, Reason::Established);
@@ -168,7 +168,7 @@ impl Context {
                         }
                     };
                     if let Err(e) = handler.call(&mut wsi, session, reason) {
-                        wsi.close(e.code, &e.reason);
+                        wsi.callback_failed(&e);
                     }
                 }
                 Event::Ping(p) => {
@@ -185,7 +185,7 @@ impl Context {
                     };
                     let mut wsi = Wsi::new(c, shared, k as u32);
                     if let Err(e) = handler.call(&mut wsi, session, reason) {
-                        wsi.close(e.code, &e.reason);
+                        wsi.callback_failed(&e);
                     }
                 }
                 Event::Close {

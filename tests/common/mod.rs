@@ -285,7 +285,7 @@ impl Protocol for Recorder {
                 reason: reason.to_vec(),
             },
             Reason::WsiDestroy => Ev::WsiDestroy,
-            Reason::User(n) => Ev::User(n),
+            Reason::User { event, .. } => Ev::User(event),
             other => Ev::Other(format!("{other:?}")),
         };
         self.log.push(Rec {
