@@ -6,7 +6,8 @@
 #                              # echo-server over ws:// and over wss:// (echo-server --ssl), the
 #                              # same sections against autobahn-client (client mode, ws:// and
 #                              # wss://), the headless-Chromium test of the test page over http and https, and
-#                              # the interop checks (tests/interop/run.sh)
+#                              # the interop checks (tests/interop/run.sh); the browser test and the
+#                              # test-server interop checks again against test-server-extpoll
 #   SKIP_BROWSER=1 scripts/test.sh   # without the browser tests
 #   SKIP_INTEROP=1 scripts/test.sh   # without the interop checks
 #
@@ -131,10 +132,13 @@ if [[ -z "${SKIP_BROWSER:-}" && -f examples/test-server.rs ]]; then
   step "browser test: headless Chromium drives www/test.html on test-server"
   ARTIFACTS="$ART" tests/browser/run.sh "$ROOT/target/release/examples/test-server" "$ROOT/www"
   step "browser test over https: the same page from test-server --ssl (wss://)"
-  ARTIFACTS="$ART" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server" "$ROOT/www"
+  ARTIFACTS="$ART" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server" "$ROOT/www"  step "browser test: the same page from test-server-extpoll (the protocols in a poll(2) loop of its own), http and https"
+  ARTIFACTS="$ART/extpoll" tests/browser/run.sh "$ROOT/target/release/examples/test-server-extpoll" "$ROOT/www"
+  ARTIFACTS="$ART/extpoll" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server-extpoll" "$ROOT/www"
 fi
 if [[ -z "${SKIP_INTEROP:-}" ]]; then
   step "interop: libwebsockets-test-client and -test-server, Python websockets (both ways), openssl s_client, curl (plain and TLS)"
-  ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"
+  ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"  step "interop against test-server-extpoll: libwebsockets-test-client, curl, our test-client (plain and TLS)"
+  ARTIFACTS="$ART/extpoll" TEST_SERVER=test-server-extpoll ONLY_TEST_SERVER=1 tests/interop/run.sh "$ROOT/target/release/examples"
 fi
 step "all tests passed"

@@ -32,12 +32,17 @@
 # tinyproxy (run here in the foreground on a free port, not as the package's service);
 # pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; the
 # servers are started here and stopped by their PIDs. Loopback only.
-# Env: ARTIFACTS (logs; default REPO/artifacts). Exit status: 0 all passed, 1 a check failed,
+# Env: ARTIFACTS (logs; default REPO/artifacts). TEST_SERVER: the binary in EXAMPLES_DIR
+# that checks 1, 4 and 5 run against (default test-server; scripts/test.sh also runs them
+# against test-server-extpoll); ONLY_TEST_SERVER=1 runs only those checks (with our
+# test-client, not against libwebsockets-test-server). Exit status: 0 all passed, 1 a check failed,
 # 2 setup failure.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 EX=${1:-$REPO/target/release/examples}
+TS=${TEST_SERVER:-test-server}
+ONLY_TS=${ONLY_TEST_SERVER:-}
 ART=${ARTIFACTS:-$REPO/artifacts}
 OUT="$ART/interop"
 mkdir -p "$OUT"
@@ -56,13 +61,15 @@ if ((${#need_apt[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" </dev/null
 fi
+if [[ -z $ONLY_TS ]]; then
 VENV="$OUT/venv"
 if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
   echo "== pip install websockets (venv $VENV)"
   python3 -m venv "$VENV"
   timeout 300 "$VENV/bin/pip" install -q --disable-pip-version-check websockets </dev/null
 fi
-for b in echo-server test-server test-client blocking-echo-check; do
+fi
+for b in echo-server "$TS" test-client blocking-echo-check; do
   [[ -x "$EX/$b" ]] || { echo "no $EX/$b (cargo build --release --examples)" >&2; exit 2; }
 done
 
@@ -146,10 +153,10 @@ lws_client() { # NAME PORT [--ssl]
   fi
 }
 
-start test-server-plain "$EX/test-server" --resource-path "$REPO/www"
+start test-server-plain "$EX/$TS" --resource-path "$REPO/www"
 ts_plain_port=$port
 lws_client lws-test-client-plain "$port"
-start test-server-ssl "$EX/test-server" --resource-path "$REPO/www" --ssl
+start test-server-ssl "$EX/$TS" --resource-path "$REPO/www" --ssl
 ts_ssl_port=$port
 lws_client lws-test-client-ssl "$port" --ssl
 grep -q 'Selfsigned certs allowed' "$OUT/lws-test-client-ssl.log" && grep -q 'TLSv1.3' "$OUT/lws-test-client-ssl.log" ||
@@ -169,6 +176,7 @@ else
   fail "curl http:// on the TLS port -> ${code:-no answer}, expected 400"
 fi
 
+if [[ -z $ONLY_TS ]]; then
 # --- certificate for echo-server --cert/--key --------------------------------------
 # Self-signed, no CA: a leaf (CA:FALSE) for localhost and 127.0.0.1.
 openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=localhost \
@@ -215,6 +223,7 @@ else
   fail "HTTP request through openssl s_client: got '${status:-no status line}', expected HTTP/1.1 404 (log $OUT/s_client-http.log)"
 fi
 
+fi
 # --- 5. our test-client against libwebsockets-test-server and our test-server --------
 # test_client NAME PORT ARGS...: --count 5 must exit 0 within 10 s with 5 counter values
 test_client() {
@@ -229,6 +238,7 @@ test_client() {
     fail "$name: exit $rc, $got counter values: $(grep -E 'ERROR|error|closed' "$log" | head -3) (log $log)"
   fi
 }
+if [[ -z $ONLY_TS ]]; then
 LWS_CERT_DIR="$TMP/lws-cert"
 "$REPO/../shared/conformance/gen-cert.sh" "$LWS_CERT_DIR" >/dev/null 2>"$TMP/gen-cert.log" ||
   { cat "$TMP/gen-cert.log" >&2; exit 2; }
@@ -239,6 +249,7 @@ start lws-test-server-ssl libwebsockets-test-server --ssl -C "$LWS_CERT_DIR/tls-
 test_client test-client-vs-lws-ssl "$port" --ssl -k
 grep -q "using TLS mode" "$OUT/lws-test-server-ssl.log" ||
   fail "lws-test-server-ssl: its log does not say it serves TLS (log $OUT/lws-test-server-ssl.log)"
+fi
 test_client test-client-vs-test-server-plain "$ts_plain_port"
 test_client test-client-vs-test-server-ssl "$ts_ssl_port" --ssl -k
 # verifying (no -k): test-server's start-up certificate is self-signed, so it is refused
@@ -250,6 +261,7 @@ else
   fail "test-client --ssl without -k: exit $rc, expected 1 with a certificate error (log $OUT/test-client-verify-refused.log)"
 fi
 
+if [[ -z $ONLY_TS ]]; then
 # --- 6. the blocking client against Python websockets -------------------------------
 py_echo() { # LOGNAME [CERT KEY]: starts ws_echo_server.py on a free port (in $port)
   local log="$OUT/$1.log"; shift
@@ -340,6 +352,7 @@ proxy_refused() { # NAME URL PROXY STATUS-REGEX: exit 1, the proxy's status line
 proxy_refused tinyproxy-wrong-password "ws://127.0.0.1:$echo_plain_port/" "http://wsreactor:wrong@127.0.0.1:$proxy_port" "40[17]"
 proxy_refused tinyproxy-port-not-allowed "ws://127.0.0.1:$proxy_port/" "http://wsreactor:s3cret-pw@127.0.0.1:$proxy_port" 403
 
+fi
 # --- result --------------------------------------------------------------------------
 if ((${#failures[@]})); then
   echo "interop: ${#failures[@]} check(s) failed"
