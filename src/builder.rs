@@ -12,7 +12,7 @@ use crate::protocol::Protocol;
 use crate::readiness::Readiness;
 use crate::reason::ProtocolEvent;
 use crate::shared::{BufPool, Shared};
-use crate::timers::Timers;
+use crate::timers::{Liveness, Timers};
 use crate::tls::{ClientCerts, Pem, PlainHttp, TlsOptions};
 use slab::Slab;
 use std::io;
@@ -66,6 +66,36 @@ impl<P: Protocol> ProtocolSpec<P> {
     }
 }
 
+/// The connection cap's default: the descriptor limit less a reserve for files, the poll
+/// and the listeners.
+fn default_max_connections() -> usize {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(64)
+            .max(1),
+        Err(_) => 1000,
+    }
+}
+
+/// Changes to `gid` (dropping supplementary groups) and then `uid`, once the listeners are
+/// bound: the group first, as a process no longer root could not change it.
+fn drop_privileges(gid: Option<u32>, uid: Option<u32>) -> io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    let err = |what: &str, e: nix::Error| io::Error::other(format!("{what}: {e}"));
+    if let Some(g) = gid {
+        setgroups(&[Gid::from_raw(g)]).map_err(|e| err("setgroups", e))?;
+        setgid(Gid::from_raw(g)).map_err(|e| err("setgid", e))?;
+    }
+    if let Some(u) = uid {
+        setuid(Uid::from_raw(u)).map_err(|e| err("setuid", e))?;
+    }
+    if gid.is_some() || uid.is_some() {
+        log::info!("running as uid {} gid {}", Uid::current(), Gid::current());
+    }
+    Ok(())
+}
+
 /// Configuration of a [`Context`]; see [`Context::builder`].
 pub struct ContextBuilder {
     port: Option<u16>,
@@ -74,6 +104,9 @@ pub struct ContextBuilder {
     cfg: Config,
     max_unsent: usize,
     backlog: i32,
+    reuse_port: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
     resource_path: Option<std::path::PathBuf>,
     file_cache_entries: usize,
     file_cache_bytes: usize,
@@ -94,7 +127,15 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
+    pub(crate) http_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) ping_timeout: Duration,
     pub(crate) any_protocol: bool,
+    pub(crate) max_connections: usize,
+    /// TCP keepalive (idle time, probe interval, probes) of every socket.
+    pub(crate) tcp_keepalive: Option<(Duration, Duration, u32)>,
     pub(crate) max_body: u64,
     pub(crate) max_close_drain: u64,
     /// CA certificates for verifying servers of outgoing `wss://` connections (and clients'
@@ -117,7 +158,14 @@ impl ContextBuilder {
                 handshake_timeout: Duration::from_secs(10),
                 connect_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
+                http_timeout: Duration::from_secs(30),
+                keepalive_timeout: Duration::from_secs(15),
+                send_timeout: Duration::from_secs(30),
+                ping_interval: Duration::from_secs(30),
+                ping_timeout: Duration::from_secs(20),
                 any_protocol: false,
+                max_connections: default_max_connections(),
+                tcp_keepalive: Some((Duration::from_secs(60), Duration::from_secs(10), 6)),
                 max_body: 1 << 20,
                 max_close_drain: 1 << 20,
                 ca_file: None,
@@ -125,6 +173,9 @@ impl ContextBuilder {
             },
             max_unsent: 4 << 20,
             backlog: 1024,
+            reuse_port: false,
+            uid: None,
+            gid: None,
             resource_path: None,
             file_cache_entries: 1024,
             file_cache_bytes: 16 << 20,
@@ -319,8 +370,10 @@ impl ContextBuilder {
         self
     }
 
-    /// How long a new connection may take to send its request head (an outgoing one: to
-    /// complete its handshake once connected). Default 10 s.
+    /// How long a new connection may take to send its request head, counted from its
+    /// accept (an outgoing one: to complete its handshake once connected), not moved by
+    /// bytes trickling in; past it the connection is dropped. Zero: no limit (the
+    /// [`http_timeout`](Self::http_timeout) still applies). Default 10 s.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.cfg.handshake_timeout = t;
         self
@@ -335,9 +388,100 @@ impl ContextBuilder {
     }
 
     /// How long to wait for the peer's close frame after sending ours, and for its EOF
-    /// after our last byte. Default 5 s.
+    /// after our last byte. Zero: no limit. Default 5 s.
     pub fn close_timeout(mut self, t: Duration) -> Self {
         self.cfg.close_timeout = t;
+        self
+    }
+
+    /// The deadline of a whole HTTP request, head and body, counted from its start (the
+    /// accept, or the first byte after a kept-alive response) and never moved by the bytes
+    /// that arrive: a client trickling its request is dropped by it, however steadily it
+    /// trickles. The head alone has the [`handshake_timeout`](Self::handshake_timeout), if
+    /// that is shorter. Zero: no limit. Default 30 s.
+    pub fn http_timeout(mut self, t: Duration) -> Self {
+        self.cfg.http_timeout = t;
+        self
+    }
+
+    /// How long a kept-alive HTTP connection may wait idle for its next request. Zero: no
+    /// limit. Default 15 s.
+    pub fn keepalive_timeout(mut self, t: Duration) -> Self {
+        self.cfg.keepalive_timeout = t;
+        self
+    }
+
+    /// How long output may sit queued without the peer taking any of it (a peer that
+    /// stopped reading a download or its WebSocket): past it the connection is dropped.
+    /// Any progress starts it again. Zero: no limit. Default 30 s.
+    pub fn send_timeout(mut self, t: Duration) -> Self {
+        self.cfg.send_timeout = t;
+        self
+    }
+
+    /// After how long without input a WebSocket (served or outgoing) is sent a ping. Any
+    /// input, not only a pong, shows the peer alive and starts the interval again. Zero:
+    /// no pings. Default 30 s, below the 60 s after which common proxies (nginx's
+    /// `proxy_read_timeout`) drop an idle tunnel.
+    pub fn ping_interval(mut self, t: Duration) -> Self {
+        self.cfg.ping_interval = t;
+        self
+    }
+
+    /// How long a pinged WebSocket has to answer (a pong, or any other input) before it is
+    /// dropped as dead (`CLOSED` without a close code). Zero: wait for ever. Default 20 s.
+    pub fn ping_timeout(mut self, t: Duration) -> Self {
+        self.cfg.ping_timeout = t;
+        self
+    }
+
+    /// TCP keepalive on every socket (libwebsockets' `ka_time`, `ka_probes`,
+    /// `ka_interval`): after `time` without traffic the kernel probes the peer every
+    /// `interval`, and after `probes` unanswered probes the connection fails (read error,
+    /// `CLOSED`). Catches peers that vanished without a FIN (power loss, a dropped NAT
+    /// mapping) where no WebSocket ping runs, e.g. an idle HTTP download or a context with
+    /// pings off. Set on the listener, whose accepted sockets inherit it (no system call
+    /// per connection), and on outgoing sockets. `None`: off. Default 60 s, 10 s, 6 probes
+    /// (a dead peer found within 2 minutes).
+    pub fn tcp_keepalive(mut self, ka: Option<(Duration, u32, Duration)>) -> Self {
+        self.cfg.tcp_keepalive = ka.map(|(time, probes, interval)| (time, interval, probes));
+        self
+    }
+
+    /// `SO_REUSEPORT` on the listener, so that several contexts (one per thread, or per
+    /// process) listen on the same port and the kernel spreads new connections over them:
+    /// the way to use more than one core (see README, "Scaling out"). Default off: a second
+    /// context on a port in use then fails to build, as it should by accident.
+    pub fn reuse_port(mut self, yes: bool) -> Self {
+        self.reuse_port = yes;
+        self
+    }
+
+    /// Runs as this user id once the listeners are bound (libwebsockets' `uid`), e.g. to
+    /// bind port 80 or 443 as root and serve as nobody. Failing to change fails
+    /// [`build`](Self::build). Changes the whole process. Default: unchanged.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Runs as this group id (and no supplementary groups) once the listeners are bound
+    /// (libwebsockets' `gid`); changed before the [`uid`](Self::uid). Default: unchanged.
+    pub fn gid(mut self, gid: u32) -> Self {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// Most connections open at once (accepted and outgoing); a client accepted beyond it
+    /// is refused by closing its connection at once (a FIN, no response): answering with
+    /// 503 would mean reading its request first, holding the very descriptor and memory the
+    /// cap protects, and a 503 written before the request is read is often lost to a reset
+    /// anyway; a closed connection is also what a reverse proxy takes as "try the next
+    /// backend". [`Context::refused_connections`] counts them. Default: the soft
+    /// `RLIMIT_NOFILE` at start-up less 64, so that refusing happens before `accept` runs
+    /// out of descriptors and the file server still has some to open files with.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.cfg.max_connections = n;
         self
     }
 
@@ -539,11 +683,17 @@ impl ContextBuilder {
         let mut readiness = Readiness::new(self.external_poll)?;
         let mut listeners = Vec::new();
         if let Some(port) = self.port {
-            let mut l = listener::bind(self.interface.as_deref(), port, self.backlog)?;
+            let opts = listener::SockOpts {
+                backlog: self.backlog,
+                reuse_port: self.reuse_port,
+                keepalive: self.cfg.tcp_keepalive,
+            };
+            let mut l = listener::bind(self.interface.as_deref(), port, opts)?;
             readiness.add_listener(&mut l, listeners.len())?;
             log::info!("listening on {}", l.local_addr()?);
             listeners.push(l);
         }
+        drop_privileges(self.gid, self.uid)?;
         let shared = Shared {
             requests: Vec::new(),
             writable: Vec::new(),
@@ -556,6 +706,12 @@ impl ContextBuilder {
                 .collect(),
             max_unsent: self.max_unsent,
             date: DateCache::new(),
+            timers: {
+                let mut t = Timers::default();
+                t.live = Liveness::from_config(&self.cfg);
+                t.set_now(std::time::Instant::now());
+                t
+            },
             rng: rand::SeedableRng::from_os_rng(),
             user: self.user,
         };
@@ -577,7 +733,6 @@ impl ContextBuilder {
             conns: Slab::new(),
             protocols: self.protocols,
             shared,
-            timers: Timers::default(),
             rxbuf: vec![0; self.cfg.rx_buffer_size],
             tls_rx: if tls.is_some() {
                 vec![0; self.cfg.rx_buffer_size]
@@ -594,6 +749,9 @@ impl ContextBuilder {
             current: None,
             poll_changes: Vec::new(),
             attempts: Vec::new(),
+            starved: 0,
+            refused: 0,
+            shutting_down: false,
         };
         ctx.protocol_event_all(ProtocolEvent::Init);
         ctx.report_poll_changes();

@@ -94,6 +94,8 @@ pub(crate) struct Conn {
     pub(crate) gen: u32,
     pub(crate) session: u32,
     pub(crate) proto: u16,
+    /// The bits of [`flag`] below 24; the top byte is why `deadline` is set (see
+    /// [`timeout_reason`](Conn::timeout_reason)).
     pub(crate) flags: u32,
     pub(crate) state: State,
 }
@@ -112,6 +114,19 @@ impl Conn {
     #[inline]
     pub(crate) fn clear(&mut self, f: u32) {
         self.flags &= !f;
+    }
+
+    /// Why `deadline` is set: a [`PendingTimeout`](crate::PendingTimeout) as `u8`, with
+    /// the high bit for a deadline of the user's. Kept in the flags' top byte: a field of
+    /// its own would grow the record by 8 bytes.
+    #[inline]
+    pub(crate) fn timeout_reason(&self) -> u8 {
+        (self.flags >> 24) as u8
+    }
+
+    #[inline]
+    pub(crate) fn set_timeout_reason(&mut self, r: u8) {
+        self.flags = (self.flags & 0x00ff_ffff) | (u32::from(r) << 24);
     }
 
     /// The peer's address, asked of the socket when wanted (logs, `Wsi::peer_addr`) rather

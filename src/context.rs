@@ -10,7 +10,7 @@
 //! | [`transport`](crate::transport) | the only code that reads or writes a socket |
 //! | [`roles`](crate::roles) | the HTTP server and WebSocket state machines |
 //! | [`dispatch`](crate::dispatch) | calls into protocol handlers |
-//! | [`timers`](crate::timers) | connection deadlines |
+//! | [`timers`](crate::timers) | connection deadlines and scheduled callbacks |
 
 use crate::builder::{Config, ContextBuilder};
 use crate::connection::{flag, Conn, State};
@@ -21,7 +21,6 @@ use crate::protocol::Protocol;
 use crate::readiness::{PollChange, Readiness, Ready, Source};
 use crate::reason::{ConnId, ProtocolEvent, ProtocolId, Reason};
 use crate::shared::{ConnOp, CtxRequest, Shared};
-use crate::timers::Timers;
 use crate::tls::TlsContext;
 use crate::wsi::{ProtocolContext, Wsi};
 use mio::net::TcpListener;
@@ -81,7 +80,6 @@ pub struct Context {
     pub(crate) conns: Slab<Conn>,
     pub(crate) protocols: Vec<Registered>,
     pub(crate) shared: Shared,
-    pub(crate) timers: Timers,
     /// The one receive buffer: every read of every connection lands here.
     pub(crate) rxbuf: Vec<u8>,
     /// TLS ciphertext on its way from a socket to rustls (empty without TLS).
@@ -103,6 +101,12 @@ pub struct Context {
     pub(crate) current: Option<usize>,
     /// External poll changes being reported (kept to reuse its allocation).
     pub(crate) poll_changes: Vec<PollChange>,
+    /// Listeners (bit per index) waiting on the accept retry timer.
+    pub(crate) starved: u64,
+    /// Connections refused at the connection cap.
+    pub(crate) refused: u64,
+    /// [`shutdown`](Context::shutdown) was called.
+    pub(crate) shutting_down: bool,
 }
 
 impl Context {
@@ -348,7 +352,7 @@ impl Context {
         }
         let now = Instant::now();
         let mut timeout = max;
-        if let Some(at) = self.timers.next() {
+        if let Some(at) = self.shared.timers.next() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if let Some(at) = self.next_attempt() {
@@ -467,6 +471,7 @@ impl Context {
     /// The start of a service cycle: one clock read; every response of this cycle gets
     /// this `Date`, and preconditions and the file cache are judged at this time.
     fn cycle_start(&mut self) {
+        self.shared.timers.set_now(Instant::now());
         self.shared.date.update(SystemTime::now());
     }
 
@@ -478,7 +483,7 @@ impl Context {
             self.protocol_event_all(ProtocolEvent::EventWaitCancelled);
         }
         self.run_pending();
-        self.guarded(None, |ctx| ctx.expire(Instant::now()));
+        self.expire(Instant::now());
         if !self.attempts.is_empty() {
             self.client_attempts(Instant::now());
         }
@@ -525,6 +530,116 @@ impl Context {
         }
         self.poll_changes = changes;
         self.poll_changes.clear();
+    }
+
+    /// Starts a graceful shutdown: the listeners close (new clients are refused by the
+    /// kernel), every open WebSocket is sent a 1001 (going away) close frame, HTTP
+    /// responses in flight are finished (then those connections close, kept alive or
+    /// not), idle HTTP connections close at once; what is still open when `grace` has
+    /// passed is closed then. Keep calling [`service`](Self::service) until
+    /// [`is_shut_down`](Self::is_shut_down), or call
+    /// [`graceful_shutdown`](Self::graceful_shutdown), which does.
+    pub fn shutdown(&mut self, grace: Duration) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        log::info!("shutting down: {} connections open", self.conns.len());
+        for l in self.listeners.drain(..) {
+            self.readiness.remove_fd(std::os::fd::AsRawFd::as_raw_fd(&l));
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.guarded(Some(k), |ctx| ctx.shutdown_conn(k));
+        }
+        self.schedule_job(grace, crate::timers::Job::ShutdownDeadline);
+    }
+
+    fn shutdown_conn(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        match c.state {
+            State::WebSocket => {
+                crate::wsi::Wsi::new(c, &mut self.shared, k as u32).close(code::GOING_AWAY, "");
+                self.flush(k);
+            }
+            State::Http => {
+                let idle = c
+                    .http
+                    .as_ref()
+                    .is_none_or(|h| h.request.is_none() && h.head.is_empty())
+                    && !c.has(flag::HTTP_RESPONDED)
+                    && c.unsent() == 0
+                    && c.stash.is_empty();
+                if idle {
+                    self.remove(k);
+                } else if c.has(flag::HTTP_RESPONDED) {
+                    // The response is queued: it goes out, then the connection closes.
+                    c.set(flag::SHUTDOWN_AFTER_FLUSH);
+                    self.flush(k);
+                } else {
+                    // A request is arriving: its response will say `Connection: close`.
+                    c.clear(flag::KEEP_ALIVE);
+                }
+            }
+            State::Draining => {}
+            _ => {
+                self.client_note(k, "the context is shutting down");
+                self.remove(k);
+            }
+        }
+    }
+
+    /// The graceful shutdown's deadline passed.
+    pub(crate) fn shutdown_deadline(&mut self) {
+        if !self.conns.is_empty() {
+            log::info!("shutdown: closing the {} connections left", self.conns.len());
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.guarded(Some(k), |ctx| ctx.remove(k));
+        }
+    }
+
+    /// Whether a [`shutdown`](Self::shutdown) has finished: every connection is closed.
+    pub fn is_shut_down(&self) -> bool {
+        self.shutting_down && self.conns.is_empty()
+    }
+
+    /// [`shutdown`](Self::shutdown), then services the loop until every connection is
+    /// closed (at most `grace`, and a close handshake's own timeout beyond). What the
+    /// examples do on SIGINT and SIGTERM:
+    ///
+    /// ```no_run
+    /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
+    /// # use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    /// # use std::time::Duration;
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// let mut ctx = Context::builder().port(7681).protocol("p", P).build()?;
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let (flag, wake) = (stop.clone(), ctx.cancel_handle());
+    /// // With the ctrlc crate: ctrlc::set_handler(move || { flag.store(true, ..); wake.cancel(); })
+    /// while !stop.load(Ordering::SeqCst) {
+    ///     ctx.service(Duration::from_secs(1))?;
+    /// }
+    /// ctx.graceful_shutdown(Duration::from_secs(5))?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn graceful_shutdown(&mut self, grace: Duration) -> io::Result<()> {
+        self.shutdown(grace);
+        while !self.is_shut_down() {
+            self.service(grace)?;
+        }
+        Ok(())
+    }
+
+    /// Connections refused so far because [`max_connections`](ContextBuilder::max_connections)
+    /// were open.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused
     }
 
     /// Serves what callbacks asked for: context-wide requests, then read resumptions, then

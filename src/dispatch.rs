@@ -158,6 +158,20 @@ impl Context {
         }
     }
 
+    /// An event for one protocol.
+    pub(crate) fn protocol_event(&mut self, protocol: ProtocolId, event: ProtocolEvent) {
+        let Some(p) = self.protocols.get_mut(protocol.index()) else {
+            return;
+        };
+        let mut pc = ProtocolContext {
+            shared: &mut self.shared,
+            protocol,
+        };
+        if let Err(e) = p.handler.call_protocol(&mut pc, event) {
+            log::warn!("protocol {}: {event:?} failed: {}", p.name, e.reason);
+        }
+    }
+
     /// A context-wide event, to every protocol.
     pub(crate) fn protocol_event_all(&mut self, event: ProtocolEvent) {
         for (i, p) in self.protocols.iter_mut().enumerate() {

@@ -16,6 +16,7 @@ use crate::dispatch::deliver_closed;
 use crate::readiness::Ready;
 use crate::reason::Reason;
 use crate::roles::Stop;
+use crate::timers::PendingTimeout;
 use crate::tls::PlainHttp;
 use crate::transport::{Sent, Sniffed};
 
@@ -150,6 +151,7 @@ impl Context {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         len += n;
+                        self.shared.timers.on_input(c, k);
                         // A short read drained the socket (epoll will report new data with
                         // a new edge): skip the read that would only say WouldBlock.
                         if s + n < buf.len() && !c.has(flag::IN_RESUME) {
@@ -285,6 +287,7 @@ impl Context {
     /// done (shutdown, close timeout, the next HTTP request, resuming a read stopped by
     /// `OUT_FULL`).
     pub(crate) fn flush(&mut self, k: usize) {
+        let mut moved = false;
         loop {
             let Some(c) = self.conns.get_mut(k) else {
                 return;
@@ -293,7 +296,10 @@ impl Context {
             // `last` with nothing queued still writes: TLS sends its close_notify then (the
             // peer's close reply to our close frame leaves nothing else to send).
             if (c.unsent() > 0 || c.transport.wants_write() || last) && !c.has(flag::WRITE_BLOCKED) {
-                match c.transport.write_out(&c.out, &mut c.out_pos, last) {
+                let before = c.out_pos;
+                let res = c.transport.write_out(&c.out, &mut c.out_pos, last);
+                moved |= c.out_pos != before;
+                match res {
                     Ok(Sent::All) => {}
                     Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
                     Err(e) => {
@@ -333,6 +339,10 @@ impl Context {
         // For TLS, records rustls still holds count as unsent: the connection is not done
         // with its output (a shutdown, a close) before they are out.
         let done = c.unsent() == 0 && !c.has(flag::WRITE_BLOCKED) && !c.transport.wants_write();
+        self.send_stall(k, done, moved);
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
         if done && c.closes_when_flushed() {
             self.notify_closed(k);
             self.remove(k);
@@ -343,7 +353,10 @@ impl Context {
             c.transport.shutdown_write();
             c.state = State::Draining;
             let upgraded = c.has(flag::UPGRADED);
-            self.set_deadline(k, self.cfg.close_timeout);
+            let close = self.shared.timers.live.close;
+            self.shared
+                .timers
+                .arm(c, k, close, PendingTimeout::ShutdownFlush as u8);
             if upgraded {
                 self.notify_closed(k);
             }
@@ -351,10 +364,41 @@ impl Context {
             if let Some(c) = self.conns.get_mut(k) {
                 self.shared.schedule_resume(k, c);
             }
-        } else if c.state == State::WebSocket && c.has(flag::CLOSE_SENT) && c.deadline.is_none() {
-            self.set_deadline(k, self.cfg.close_timeout);
+        } else if c.state == State::WebSocket
+            && c.has(flag::CLOSE_SENT)
+            && c.timeout_reason() != PendingTimeout::CloseAck as u8
+        {
+            let close = self.shared.timers.live.close;
+            self.shared
+                .timers
+                .arm(c, k, close, PendingTimeout::CloseAck as u8);
         } else if done && c.state == State::Http {
             self.http_flushed(k);
+        }
+    }
+
+    /// The send-stall timer: while output waits on a peer that takes none of it, the
+    /// connection's deadline is the send timeout (taking over from the idle timers, not
+    /// from a request, close or user deadline); progress moves it on, and once the output
+    /// is out the connection's own timer is back.
+    fn send_stall(&mut self, k: usize, done: bool, moved: bool) {
+        const STALL: u8 = PendingTimeout::SendStall as u8;
+        const IDLE: u8 = PendingTimeout::WsIdle as u8;
+        const PING: u8 = PendingTimeout::AwaitingPing as u8;
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let timers = &mut self.shared.timers;
+        if done {
+            if c.timeout_reason() == STALL {
+                timers.rest(c, k);
+            }
+        } else if c.has(flag::WRITE_BLOCKED) {
+            match c.timeout_reason() {
+                0 | IDLE | PING => timers.arm(c, k, timers.live.send, STALL),
+                STALL if moved => timers.arm(c, k, timers.live.send, STALL),
+                _ => {}
+            }
         }
     }
 
@@ -391,6 +435,7 @@ impl Context {
         let _ = self.call(k, Reason::WsiDestroy);
         let c = self.conns.remove(k);
         self.readiness.remove_conn(&c);
+        self.shared.timers.forget(&c);
         log::debug!("{}: closed", c.peer());
         self.protocols[c.proto as usize].handler.drop_session(c.session);
         self.shared.bufs.give(c.out);

@@ -60,6 +60,7 @@ pub use reason::{Close, ConnId, PollArgs, ProtocolEvent, ProtocolId, Reason};
 /// The rustls types that appear in this API ([`ContextBuilder::ssl_server_config`],
 /// certificate chains), re-exported so that they match the version used here.
 pub use rustls;
+pub use timers::{PendingTimeout, TimerHandle};
 pub use tls::{ClientCerts, PlainHttp};
 pub use wsi::{ConnRequests, ProtocolContext, WriteError, WriteProtocol, Wsi};
 

@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::proto::{Receiver, Role};
 use crate::readiness::MAX_CONN_KEY;
 use crate::reason::{ProtocolEvent, ProtocolId, Reason};
+use crate::timers::PendingTimeout;
 use crate::transport::Transport;
 use crate::wsi::ProtocolContext;
 use mio::net::TcpListener;
@@ -13,14 +14,50 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
 
 /// Opens a non-blocking listener on `port` (0 = any free port).
 ///
 /// `interface` is an IP literal (IPv4 or IPv6), an interface name (bound with
 /// `SO_BINDTODEVICE`, Linux only, which needs `CAP_NET_RAW`), or `None` for all
 /// interfaces (a dual-stack IPv6 socket where the system allows, else IPv4).
-pub(crate) fn bind(interface: Option<&str>, port: u16, backlog: i32) -> io::Result<TcpListener> {
+/// Socket options of the listeners, inherited by the sockets they accept.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SockOpts {
+    pub(crate) backlog: i32,
+    /// `SO_REUSEPORT`: several sockets (contexts, threads, processes) on one port, the
+    /// kernel spreading new connections over them.
+    pub(crate) reuse_port: bool,
+    /// TCP keepalive: idle time, probe interval, probes.
+    pub(crate) keepalive: Option<(std::time::Duration, std::time::Duration, u32)>,
+}
+
+/// Applies TCP keepalive to a socket (a listener's accepted sockets inherit it on Linux).
+pub(crate) fn set_keepalive(
+    sock: socket2::SockRef<'_>,
+    ka: Option<(std::time::Duration, std::time::Duration, u32)>,
+) -> io::Result<()> {
+    let Some((time, interval, probes)) = ka else {
+        return Ok(());
+    };
+    let ka = socket2::TcpKeepalive::new().with_time(time);
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "freebsd"
+    ))]
+    let ka = ka.with_interval(interval).with_retries(probes);
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "freebsd"
+    )))]
+    let _ = (interval, probes);
+    sock.set_tcp_keepalive(&ka)
+}
+
+pub(crate) fn bind(interface: Option<&str>, port: u16, opts: SockOpts) -> io::Result<TcpListener> {
     let (addr, device) = match interface {
         None => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), None),
         Some(s) => match s.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
@@ -28,24 +65,29 @@ pub(crate) fn bind(interface: Option<&str>, port: u16, backlog: i32) -> io::Resu
             Err(_) => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), Some(s)),
         },
     };
-    let sock = match open(addr, device, backlog) {
+    let sock = match open(addr, device, opts) {
         Ok(s) => s,
         // No IPv6 on this host: fall back to IPv4 for the wildcard.
         Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
             log::debug!("IPv6 wildcard bind failed ({e}), using IPv4");
-            open(SocketAddr::from(([0, 0, 0, 0], port)), device, backlog)?
+            open(SocketAddr::from(([0, 0, 0, 0], port)), device, opts)?
         }
         Err(e) => return Err(e),
     };
     Ok(TcpListener::from_std(sock.into()))
 }
 
-fn open(addr: SocketAddr, device: Option<&str>, backlog: i32) -> io::Result<Socket> {
+fn open(addr: SocketAddr, device: Option<&str>, opts: SockOpts) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         sock.set_only_v6(false)?;
     }
     sock.set_reuse_address(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if opts.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    set_keepalive(socket2::SockRef::from(&sock), opts.keepalive)?;
     if let Some(dev) = device {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         sock.bind_device(Some(dev.as_bytes()))?;
@@ -59,7 +101,7 @@ fn open(addr: SocketAddr, device: Option<&str>, backlog: i32) -> io::Result<Sock
     sock.set_tcp_nodelay(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    sock.listen(backlog)?;
+    sock.listen(opts.backlog)?;
     Ok(sock)
 }
 
@@ -76,12 +118,22 @@ impl Context {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // EMFILE and friends: the listener stays readable; try again next cycle.
-                    log::warn!("accept: {e}");
+                    self.accept_starved(i, &e);
                     return;
                 }
             };
+            if self.starved & (1 << (i % 64)) != 0 {
+                self.starved &= !(1 << (i % 64));
+                log::warn!("accept: accepting again");
+            }
+            if self.conns.len() >= self.cfg.max_connections {
+                // Refused by closing at once: see `ContextBuilder::max_connections`.
+                log::debug!("{peer}: refused: {} connections open", self.conns.len());
+                self.refused += 1;
+                continue;
+            }
             let filter = ProtocolEvent::FilterNetworkConnection {
                 peer,
                 fd: sock.as_raw_fd(),
@@ -110,7 +162,7 @@ impl Context {
             };
             let entry = self.conns.vacant_entry();
             let k = entry.key();
-            if k > MAX_CONN_KEY {
+            if k > MAX_CONN_KEY || k > crate::timers::MAX_CONN_KEY {
                 return;
             }
             if let Err(e) = self.readiness.add_conn(transport.source(), k) {
@@ -119,29 +171,54 @@ impl Context {
             }
             let gen = self.next_gen;
             self.next_gen = self.next_gen.wrapping_add(1);
-            let deadline = self.timers.tick(Instant::now() + self.cfg.handshake_timeout);
             entry.insert(Conn {
                 transport,
                 out: Vec::new(),
                 stash: Vec::new(),
                 rx: Receiver::new(Role::Server, self.cfg.limits),
                 http: None,
-                deadline: Some(deadline),
+                deadline: None,
                 out_pos: 0,
                 drained: 0,
                 gen,
                 session: self.protocols[0].handler.new_session(),
                 proto: 0,
-                flags: flag::MAY_READ | flag::TIMER_ARMED,
+                flags: flag::MAY_READ,
                 state: State::Http,
             });
-            self.timers.push(deadline, k, gen);
+            let head = self.shared.timers.live.head;
+            self.set_deadline(k, head, PendingTimeout::HttpContent);
             log::debug!("{peer}: accepted as {k}.{gen}");
             if self.call(k, Reason::WsiCreate).is_err()
                 || self.call(k, Reason::ServerNewClientInstantiated).is_err()
             {
                 self.remove(k);
             }
+        }
+    }
+}
+
+/// How long a listener starved of descriptors waits before accepting again.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Context {
+    /// `accept` failed with something other than "nothing pending": at the descriptor
+    /// limit (EMFILE, ENFILE) or short of kernel memory (ENOBUFS, ENOMEM). The listener is
+    /// edge-triggered, so the clients left in its backlog would wait for a new client's
+    /// edge: retry on a timer instead, without spinning, until an accept succeeds.
+    fn accept_starved(&mut self, i: usize, e: &io::Error) {
+        let bit = 1u64 << (i % 64);
+        if self.starved & bit == 0 {
+            log::warn!("accept: {e}: retrying every {ACCEPT_RETRY:?} while it lasts");
+            self.starved |= bit;
+        }
+        self.schedule_job(ACCEPT_RETRY, crate::timers::Job::Accept(i));
+    }
+
+    /// The retry timer of a starved listener.
+    pub(crate) fn accept_retry(&mut self, i: usize) {
+        if !self.shutting_down {
+            self.accept(i);
         }
     }
 }
@@ -153,7 +230,11 @@ mod tests {
     /// The accept path relies on this: it no longer sets TCP_NODELAY itself.
     #[test]
     fn accepted_sockets_inherit_nodelay() {
-        let l = bind(Some("127.0.0.1"), 0, 16).unwrap();
+        let opts = SockOpts {
+            backlog: 16,
+            ..SockOpts::default()
+        };
+        let l = bind(Some("127.0.0.1"), 0, opts).unwrap();
         let addr = l.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         let accepted = loop {

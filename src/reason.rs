@@ -164,6 +164,13 @@ pub enum Reason<'a> {
         /// The bytes sent with it (empty if none).
         data: &'a [u8],
     },
+    /// `LWS_CALLBACK_TIMER`: a timer scheduled for this connection
+    /// ([`Wsi::schedule_timer`](crate::Wsi::schedule_timer),
+    /// [`Context::schedule_timer`](crate::Context::schedule_timer)) is due.
+    Timer {
+        /// The id it was scheduled with.
+        id: u64,
+    },
 }
 
 /// Context-wide events, delivered to each protocol (or to the first one only, as noted).
@@ -177,6 +184,13 @@ pub enum ProtocolEvent {
     /// `LWS_CALLBACK_EVENT_WAIT_CANCELLED`: [`CancelHandle::cancel`](crate::CancelHandle)
     /// woke the loop.
     EventWaitCancelled,
+    /// A timer scheduled for this protocol
+    /// ([`ProtocolContext::schedule_timer`](crate::ProtocolContext::schedule_timer),
+    /// [`Context::schedule_protocol_timer`](crate::Context::schedule_protocol_timer)) is due.
+    Timer {
+        /// The id it was scheduled with.
+        id: u64,
+    },
     /// `LWS_CALLBACK_FILTER_NETWORK_CONNECTION` (first protocol only): a TCP connection was
     /// accepted; an error refuses it before any byte is read.
     FilterNetworkConnection {

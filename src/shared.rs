@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) rng: rand::rngs::StdRng,
     /// The context-wide user value (`libwebsocket_context_user`).
     pub(crate) user: Option<Box<dyn std::any::Any>>,
+    /// Connection deadlines and scheduled callbacks (here, so that callbacks can set them).
+    pub(crate) timers: crate::timers::Timers,
 }
 
 impl Shared {

@@ -13,7 +13,9 @@ use crate::proto::{encoder, OpCode};
 use crate::reason::{Close, ConnId, ProtocolId};
 use crate::roles::http::queue_status_page;
 use crate::shared::{ConnOp, CtxRequest, Shared};
+use crate::timers::{Job, PendingTimeout, TimerHandle};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The value of argument `name` in a query string, percent-decoded (`+` is a space).
 pub(crate) fn urlarg(query: &str, name: &str) -> Option<String> {
@@ -208,6 +210,17 @@ impl ProtocolContext<'_> {
     }
 
     context_requests!();
+
+    /// Delivers [`ProtocolEvent::Timer`](crate::ProtocolEvent::Timer) with `id` to this
+    /// protocol once `after` has passed.
+    pub fn schedule_timer(&mut self, after: Duration, id: u64) -> TimerHandle {
+        self.shared.schedule_job(after, Job::Protocol(self.protocol, id))
+    }
+
+    /// Cancels a scheduled timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
+        self.shared.timers.cancel(handle)
+    }
 }
 
 /// A connection, as seen from inside one of its callbacks.
@@ -357,6 +370,55 @@ impl<'a> Wsi<'a> {
             e.reason
         );
         self.close(e.code, &e.reason);
+    }
+
+    /// Marks the connection as subject to a timeout (`libwebsocket_set_timeout`): when
+    /// `secs` pass without another call, the connection is closed (`CLOSED` or
+    /// `CLIENT_CONNECTION_ERROR` follow), whatever `reason` says; the reason is the user's
+    /// label for it, readable with [`pending_timeout`](Self::pending_timeout). It replaces
+    /// the connection's own deadline (an idle WebSocket's ping timer, an HTTP request's
+    /// deadline) until it passes or is cancelled. `secs` 0 or [`PendingTimeout::None`]
+    /// cancels it, as [`cancel_timeout`](Self::cancel_timeout).
+    ///
+    /// ```
+    /// # use wsreactor::{Close, PendingTimeout, Reason, Wsi};
+    /// fn callback(wsi: &mut Wsi<'_>, reason: Reason<'_>) -> Result<(), Close> {
+    ///     match reason {
+    ///         // A client must say something within 5 s of connecting, else it goes.
+    ///         Reason::Established => wsi.set_timeout(PendingTimeout::User, 5),
+    ///         Reason::Receive { .. } => wsi.cancel_timeout(),
+    ///         _ => {}
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn set_timeout(&mut self, reason: PendingTimeout, secs: u32) {
+        self.shared
+            .set_user_timeout(self.conn, self.key as usize, reason, secs);
+    }
+
+    /// Cancels a [`set_timeout`](Self::set_timeout): the connection is back on its own
+    /// timers (an open WebSocket: the idle ping timer; otherwise none).
+    pub fn cancel_timeout(&mut self) {
+        self.set_timeout(PendingTimeout::None, 0);
+    }
+
+    /// Why the connection's deadline is set ([`PendingTimeout::None`] if it has none).
+    pub fn pending_timeout(&self) -> PendingTimeout {
+        PendingTimeout::from_u8(self.conn.timeout_reason())
+    }
+
+    /// Delivers [`Reason::Timer`] with `id` to this connection once `after` has passed
+    /// (nothing if it closed by then); cancel it with [`cancel_timer`](Self::cancel_timer).
+    /// Any number may be pending per connection.
+    pub fn schedule_timer(&mut self, after: Duration, id: u64) -> TimerHandle {
+        let job = Job::Conn(self.id(), id);
+        self.shared.schedule_job(after, job)
+    }
+
+    /// Cancels a scheduled timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
+        self.shared.timers.cancel(handle)
     }
 
     /// Asks for one `SERVER_WRITEABLE` (or `HTTP_WRITEABLE`) callback when the socket can

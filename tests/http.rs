@@ -1222,7 +1222,10 @@ fn slowloris_head_byte_by_byte_is_answered() {
 
 #[test]
 fn silent_client_closed_after_handshake_timeout() {
-    let srv = Server::start_with("silent", |b| b.handshake_timeout(Duration::from_millis(300)));
+    let srv = Server::start_with("silent", |b| {
+        b.handshake_timeout(Duration::from_millis(300))
+            .keepalive_timeout(Duration::from_millis(300))
+    });
     let t = Instant::now();
     let mut silent = srv.connect();
     // A partial head does not extend the deadline either.
@@ -1235,7 +1238,7 @@ fn silent_client_closed_after_handshake_timeout() {
         "closed after {took:?}"
     );
     partial.expect_eof();
-    // An idle keep-alive connection is closed after the same timeout.
+    // An idle keep-alive connection is closed after its keep-alive timeout.
     let mut c = srv.connect();
     c.send(&get_request("/a.txt"));
     assert_eq!(c.read_response().body, A_TXT);

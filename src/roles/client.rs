@@ -17,6 +17,7 @@ use crate::proxy::{self, NoProxy, Proxy};
 use crate::readiness::MAX_CONN_KEY;
 use crate::reason::{ConnId, Reason};
 use crate::roles::http::HttpState;
+use crate::timers::PendingTimeout;
 use crate::transport::{connect_state, Transport};
 use mio::net::TcpStream;
 use rustls_pki_types::ServerName;
@@ -107,6 +108,13 @@ fn unconnected_socket() -> io::Result<TcpStream> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     s.set_nonblocking(true)?;
     Ok(TcpStream::from_std(s.into()))
+}
+
+/// A non-blocking connect, with the context's TCP keepalive.
+fn connect_tcp(addr: SocketAddr, ka: Option<(Duration, Duration, u32)>) -> io::Result<TcpStream> {
+    let s = TcpStream::connect(addr)?;
+    crate::listener::set_keepalive(socket2::SockRef::from(&s), ka)?;
+    Ok(s)
 }
 
 impl Context {
@@ -254,9 +262,10 @@ impl Context {
         let first = if given.is_some() { None } else { first };
         // Everything that can fail before the connection exists; on failure the session made
         // above is dropped again.
+        let ka = self.cfg.tcp_keepalive;
         let built = (|| -> io::Result<(Transport, Option<PendingTls>, usize)> {
             let sock = match first {
-                Some(addr) => TcpStream::connect(addr)?,
+                Some(addr) => connect_tcp(addr, ka)?,
                 None => unconnected_socket()?,
             };
             let mut tls_pending = None;
@@ -277,7 +286,7 @@ impl Context {
                 }
             };
             let k = self.conns.vacant_key();
-            if k > MAX_CONN_KEY {
+            if k > MAX_CONN_KEY || k > crate::timers::MAX_CONN_KEY {
                 return Err(io::Error::other("too many connections"));
             }
             if first.is_some() {
@@ -296,7 +305,6 @@ impl Context {
         debug_assert_eq!(entry.key(), k);
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        let deadline = self.timers.tick(Instant::now() + self.cfg.connect_timeout);
         let mut nonce = [0u8; 16];
         rand::RngCore::fill_bytes(&mut self.shared.rng, &mut nonce);
         let target = proxy::authority(&info.address, info.port);
@@ -322,16 +330,17 @@ impl Context {
                 client: Some(Box::new(client)),
                 ..HttpState::default()
             })),
-            deadline: Some(deadline),
+            deadline: None,
             out_pos: 0,
             drained: 0,
             gen,
             session,
             proto: pid.0,
-            flags: flag::CLIENT | flag::TIMER_ARMED,
+            flags: flag::CLIENT,
             state: State::ClientConnecting,
         });
-        self.timers.push(deadline, k, gen);
+        let connect = self.shared.timers.live.connect;
+        self.set_deadline(k, connect, PendingTimeout::AwaitingConnectResponse);
         if let Some(addrs) = given {
             self.client_start_addresses(k, addrs);
         } else if first.is_none() {
@@ -442,7 +451,7 @@ impl Context {
             let Some(addr) = cs.addrs.pop() else {
                 continue;
             };
-            match TcpStream::connect(addr) {
+            match connect_tcp(addr, self.cfg.tcp_keepalive) {
                 Ok(mut sock) => match self.readiness.add_connecting(&mut sock, k) {
                     Ok(()) => {
                         log::debug!("client {k}: also trying {addr}");
@@ -480,7 +489,7 @@ impl Context {
                 return;
             };
             cs.current = Some(addr);
-            match TcpStream::connect(addr) {
+            match connect_tcp(addr, self.cfg.tcp_keepalive) {
                 Ok(sock) => {
                     self.readiness.remove_fd(c.transport.fd());
                     c.transport.replace_socket(sock);
@@ -558,7 +567,8 @@ impl Context {
             Ok(false) => {}
             Ok(true) => {
                 // Connected: the handshake (and a proxy's CONNECT) has its own time.
-                self.set_deadline(k, self.cfg.handshake_timeout);
+                let hs = self.shared.timers.live.client_handshake;
+                self.set_deadline(k, hs, PendingTimeout::AwaitingServerResponse);
                 let Some(c) = self.conns.get_mut(k) else {
                     return;
                 };
@@ -753,8 +763,8 @@ impl Context {
         };
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
-        c.deadline = None;
         c.http = None;
+        self.shared.timers.rest(c, k);
         let p = &self.protocols[c.proto as usize];
         c.rx.frames_mut()
             .set_max_chunk(self.shared.rx_chunk(p.rx_buffer_size));

@@ -15,6 +15,7 @@ use crate::http::request::{self as req, HeadScanner, Request, Scan};
 use crate::http::{files, response};
 use crate::reason::Reason;
 use crate::shared::Shared;
+use crate::timers::{PendingTimeout, Timers};
 use crate::tls::PlainHttp;
 
 /// A request body being received.
@@ -101,9 +102,8 @@ impl Context {
         let upgrade =
             request.has_token("upgrade", "websocket") || request.header_bytes("sec-websocket-key").is_some();
         hs.request = Some(request);
-        // The head is in: the handshake timeout no longer applies (a long body or
-        // download must not be cut by it).
-        c.deadline = None;
+        // The head is in: what is left of the request's deadline (set at its start) is
+        // decided once its body is known, in `http_request`.
         if c.has(flag::PLAIN_ON_TLS) {
             self.plain_on_tls(k);
             return (buf.len(), Stop::Done);
@@ -185,8 +185,13 @@ impl Context {
                 return (buf.len(), Stop::Done);
             }
             if done {
-                if let Some(hs) = self.conns.get_mut(k).and_then(|c| c.http.as_mut()) {
-                    hs.body = Body::None;
+                if let Some(c) = self.conns.get_mut(k) {
+                    if c.timeout_reason() == PendingTimeout::HttpContent as u8 {
+                        Timers::disarm(c);
+                    }
+                    if let Some(hs) = c.http.as_mut() {
+                        hs.body = Body::None;
+                    }
                 }
                 if self.call(k, Reason::HttpBodyCompletion).is_err() {
                     self.remove(k);
@@ -209,7 +214,8 @@ impl Context {
         let c = &mut self.conns[k];
         let request = c.request().expect("held");
         let uri = request.uri().to_owned();
-        let keep_alive = request.keep_alive();
+        // A context shutting down serves this request, then closes.
+        let keep_alive = request.keep_alive() && !self.shutting_down;
         let body = if request.is_chunked() {
             Body::Chunked(ChunkedDecoder::new())
         } else {
@@ -228,6 +234,17 @@ impl Context {
             c.clear(flag::KEEP_ALIVE);
         }
         let body_expected = !matches!(body, Body::None);
+        if c.timeout_reason() == PendingTimeout::HttpContent as u8 {
+            let live = self.shared.timers.live;
+            match c.deadline {
+                // The body has until the request's whole deadline, counted from the same
+                // start as the head's.
+                Some(d) if body_expected && live.request > 0 => {
+                    c.deadline = std::num::NonZeroU64::new(d.get() + live.request - live.head);
+                }
+                _ => Timers::disarm(c),
+            }
+        }
         if let Some(hs) = c.http.as_mut() {
             // Known before the handler runs, so that an early response knows a body is
             // still unread.
@@ -388,7 +405,10 @@ impl Context {
         {
             c.clear(flag::HTTP_RESPONDED);
             c.http = None;
-            self.set_deadline(k, self.cfg.handshake_timeout);
+            let idle = self.shared.timers.live.keepalive;
+            self.shared
+                .timers
+                .arm(c, k, idle, PendingTimeout::HttpKeepaliveIdle as u8);
             if let Some(c) = self.conns.get_mut(k) {
                 self.shared.schedule_resume(k, c);
             }

@@ -85,7 +85,7 @@ impl Context {
         handshake::write_response(out, key, selected.as_deref(), &[], Some(self.shared.date.date()));
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
-        c.deadline = None;
+        self.shared.timers.rest(c, k);
         c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
         let rx_chunk = self.shared.rx_chunk(self.protocols[pid].rx_buffer_size);
         c.rx.frames_mut().set_max_chunk(rx_chunk);
