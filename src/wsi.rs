@@ -408,7 +408,7 @@ impl<'a> Wsi<'a> {
         PendingTimeout::from_u8(self.conn.timeout_reason())
     }
 
-    /// Delivers [`Reason::Timer`] with `id` to this connection once `after` has passed
+    /// Delivers [`Reason::Timer`](crate::Reason::Timer) with `id` to this connection once `after` has passed
     /// (nothing if it closed by then); cancel it with [`cancel_timer`](Self::cancel_timer).
     /// Any number may be pending per connection.
     pub fn schedule_timer(&mut self, after: Duration, id: u64) -> TimerHandle {
