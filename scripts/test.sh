@@ -10,6 +10,7 @@
 #                              # test-server interop checks again against test-server-extpoll
 #   SKIP_BROWSER=1 scripts/test.sh   # without the browser tests
 #   SKIP_INTEROP=1 scripts/test.sh   # without the interop checks
+#   SKIP_CAPI=1 scripts/test.sh      # without the C ABI checks (wsreactor-c/tests/run.sh)
 #
 # Needs: cargo (rustup), python3 with venv (conformance), node/npm + Debian chromium
 # (browser test), libwebsockets-test-server, openssl, curl and PyPI websockets (interop);
@@ -140,5 +141,9 @@ if [[ -z "${SKIP_INTEROP:-}" ]]; then
   step "interop: libwebsockets-test-client and -test-server, Python websockets (both ways), openssl s_client, curl (plain and TLS)"
   ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"  step "interop against test-server-extpoll: libwebsockets-test-client, curl, our test-client (plain and TLS)"
   ARTIFACTS="$ART/extpoll" TEST_SERVER=test-server-extpoll ONLY_TEST_SERVER=1 tests/interop/run.sh "$ROOT/target/release/examples"
+fi
+if [[ -z "${SKIP_CAPI:-}" ]]; then
+  step "C ABI: wsServer and libwebsockets-style APIs from C (gcc) and Guile, Python websockets client"
+  ARTIFACTS="$ART" wsreactor-c/tests/run.sh
 fi
 step "all tests passed"
