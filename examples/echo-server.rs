@@ -5,12 +5,19 @@
 //! ```text
 //! cargo run --release --example echo-server -- [--port 9001] [--interface 127.0.0.1] [-d LEVEL]
 //!     [--ssl [--cert FILE.pem --key FILE.pem] [--ca CA.pem]]
+//!     [--ping-interval SECS] [--ping-timeout SECS] [--http-timeout SECS] [--threads N]
 //! ```
+//!
+//! `--threads N` runs N contexts, one per thread, on the same port (`SO_REUSEPORT`). On
+//! SIGINT or SIGTERM each sends 1001 to its WebSockets, waits up to 5 s for them, and the
+//! program exits 0.
 //!
 //! Messages are echoed piece by piece as they arrive (no reassembly), so memory stays flat
 //! whatever the message size. A client that sends faster than it reads is slowed with rx
 //! flow control once 1 MiB of echo is waiting for it.
 
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -57,9 +64,10 @@ fn main() -> std::io::Result<()> {
     let mut interface = None;
     let mut level = log::LevelFilter::Warn;
     let mut tls = tls::TlsArgs::default();
+    let mut live = serve::LiveArgs::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if tls.take(&a, &mut args) {
+        if tls.take(&a, &mut args) || live.take(&a, &mut args) {
             continue;
         }
         match a.as_str() {
@@ -70,8 +78,9 @@ fn main() -> std::io::Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {}",
-                    tls::USAGE
+                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {} {}",
+                    tls::USAGE,
+                    serve::USAGE
                 );
                 return Ok(());
             }
@@ -82,20 +91,26 @@ fn main() -> std::io::Result<()> {
         }
     }
     env_logger::Builder::new().filter_level(level).init();
-    let mut b = Context::builder()
-        .port(port)
-        .protocol("echo", Echo)
-        .accept_any_protocol(true);
-    if let Some(i) = &interface {
-        b = b.interface(i);
-    }
-    let mut ctx = tls.apply(b).build()?;
-    eprintln!(
-        "echo-server: listening on {} ({})",
-        ctx.local_addr().expect("listening"),
-        if tls.scheme() == "https" { "wss" } else { "ws" }
-    );
-    loop {
-        ctx.service(Duration::from_secs(1))?;
-    }
+    let threads = live.threads();
+    serve::run(threads, move |stop| {
+        let mut b = Context::builder()
+            .port(port)
+            .protocol("echo", Echo)
+            .accept_any_protocol(true);
+        if let Some(i) = &interface {
+            b = b.interface(i);
+        }
+        let mut ctx = tls.apply(live.apply(b)).build()?;
+        stop.register(&ctx);
+        eprintln!(
+            "echo-server: listening on {} ({})",
+            ctx.local_addr().expect("listening"),
+            if tls.scheme() == "https" { "wss" } else { "ws" }
+        );
+        while !stop.stopped() {
+            ctx.service(Duration::from_secs(1))?;
+        }
+        ctx.graceful_shutdown(serve::GRACE)
+    });
+    Ok(())
 }

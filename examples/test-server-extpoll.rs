@@ -12,6 +12,8 @@
 //!     [--ssl [--cert FILE.pem --key FILE.pem] [--ca CA.pem]]
 //! ```
 
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/tls.rs"]
 mod tls;
 

@@ -4,7 +4,13 @@
 //! cargo run --release --example test-server -- [--port 7681] [--interface ADDR|IFACE]
 //!     [--resource-path www] [--closetest] [-d LWS_LOG_MASK]
 //!     [--ssl [--cert FILE.pem --key FILE.pem] [--ca CA.pem]]
+//!     [--ping-interval SECS] [--ping-timeout SECS] [--http-timeout SECS] [--threads N]
 //! ```
+//!
+//! `--threads N` runs N contexts, one per thread, on the same port (`SO_REUSEPORT`); each
+//! has its own protocols' state, so mirror strokes and the status list are shared only by
+//! the clients the kernel gave to the same thread. On SIGINT or SIGTERM each context sends
+//! 1001 to its WebSockets, finishes responses in flight (up to 5 s), and the program exits 0.
 //!
 //! `--ssl` serves https:// and wss:// on the same port (a self-signed certificate made at
 //! start-up unless `--cert`/`--key` are given).
@@ -21,6 +27,8 @@
 //! | `lws-status` | a JSON list of the live WebSocket connections, sent whenever it changes |
 //! | `echo` | echoes each message |
 
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -30,19 +38,24 @@ mod test_server;
 use std::time::{Duration, Instant};
 
 fn main() -> std::io::Result<()> {
-    let args = test_server::Args::parse("test-server");
-    let test_server::TestServer { mut ctx, dumb } = test_server::TestServer::build(&args, None)?;
-    // As in libwebsockets' test server: the main loop ticks the counter every 50 ms.
-    let tick = Duration::from_millis(50);
-    let mut next = Instant::now() + tick;
-    loop {
-        ctx.service(next.saturating_duration_since(Instant::now()))?;
-        if Instant::now() >= next {
-            ctx.callback_on_writable_all_protocol(dumb);
-            next += tick;
-            if next < Instant::now() {
-                next = Instant::now() + tick;
+    let args = std::sync::Arc::new(test_server::Args::parse("test-server"));
+    serve::run(args.live.threads(), move |stop| {
+        let test_server::TestServer { mut ctx, dumb } = test_server::TestServer::build(&args, None)?;
+        stop.register(&ctx);
+        // As in libwebsockets' test server: the main loop ticks the counter every 50 ms.
+        let tick = Duration::from_millis(50);
+        let mut next = Instant::now() + tick;
+        while !stop.stopped() {
+            ctx.service(next.saturating_duration_since(Instant::now()))?;
+            if Instant::now() >= next {
+                ctx.callback_on_writable_all_protocol(dumb);
+                next += tick;
+                if next < Instant::now() {
+                    next = Instant::now() + tick;
+                }
             }
         }
-    }
+        ctx.graceful_shutdown(serve::GRACE)
+    });
+    Ok(())
 }

@@ -464,3 +464,71 @@ fn two_contexts_share_a_port_with_reuse_port() {
     // The kernel spreads connections by hash: all 32 on one socket is a 2^-31 chance.
     assert!(na > 0 && nb > 0, "{na} and {nb}");
 }
+
+/// The example server, built beside this test binary (`cargo test --all-targets` builds
+/// the examples first).
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run cargo test --all-targets",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn echo_server_with_two_threads_shuts_down_gracefully_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(example("echo-server"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--interface",
+            "127.0.0.1",
+            "--threads",
+            "2",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "echo-server did not start");
+        std::thread::sleep(MS(20));
+    }
+    let mut clients: Vec<Client> = (0..6).map(|_| Client::open(port)).collect();
+    for c in &mut clients {
+        c.send_text("hello");
+        assert_eq!(c.read_msg(), Msg::Text("hello".into()));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    for c in &mut clients {
+        assert_eq!(c.read_msg(), Msg::Close(Some(1001), String::new()));
+        c.send_close(1001, "");
+    }
+    let end = Instant::now() + Duration::from_secs(8);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("echo-server did not exit after SIGTERM");
+        }
+        std::thread::sleep(MS(20));
+    };
+    assert!(status.success(), "{status:?}");
+}

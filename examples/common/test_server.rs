@@ -9,6 +9,7 @@
 //! | `lws-status` | a JSON list of the live WebSocket connections, sent whenever it changes |
 //! | `echo` | echoes each message |
 
+use crate::serve;
 use crate::tls;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -342,6 +343,7 @@ pub struct Args {
     pub close_test: bool,
     pub level: log::LevelFilter,
     pub tls: tls::TlsArgs,
+    pub live: serve::LiveArgs,
 }
 
 impl Args {
@@ -355,10 +357,11 @@ impl Args {
             close_test: false,
             level: log::LevelFilter::Info,
             tls: tls::TlsArgs::default(),
+            live: serve::LiveArgs::default(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
-            if a.tls.take(&arg, &mut args) {
+            if a.tls.take(&arg, &mut args) || a.live.take(&arg, &mut args) {
                 continue;
             }
             match arg.as_str() {
@@ -372,8 +375,9 @@ impl Args {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: {name} [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [-d LWS_LOG_MASK] {}",
-                        tls::USAGE
+                        "usage: {name} [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [-d LWS_LOG_MASK] {} {}",
+                        tls::USAGE,
+                        serve::USAGE
                     );
                     std::process::exit(0);
                 }
@@ -431,7 +435,7 @@ impl TestServer {
         if poll.is_some() {
             b = b.external_poll();
         }
-        let ctx = args.tls.apply(b).build()?;
+        let ctx = args.tls.apply(args.live.apply(b)).build()?;
         reg.borrow_mut().status = ctx.protocol_by_name("lws-status");
         let dumb = ctx
             .protocol_by_name("dumb-increment-protocol")
