@@ -7,13 +7,14 @@
 #                              # same sections against autobahn-client (client mode, ws:// and
 #                              # wss://), the headless-Chromium test of the test page over http and https, and
 #                              # the interop checks (tests/interop/run.sh); the browser test and the
-#                              # test-server interop checks again against test-server-extpoll
+#                              # test-server interop checks again against test-server-extpoll, and
+#                              # the browser test through nginx (tests/nginx/serve.sh)
 #   SKIP_BROWSER=1 scripts/test.sh   # without the browser tests
 #   SKIP_INTEROP=1 scripts/test.sh   # without the interop checks
 #   SKIP_CAPI=1 scripts/test.sh      # without the C ABI checks (wsreactor-c/tests/run.sh)
 #
 # Needs: cargo (rustup), python3 with venv (conformance), node/npm + Debian chromium
-# (browser test), libwebsockets-test-server, openssl, curl and PyPI websockets (interop);
+# (browser test), Debian nginx (the browser test through it), libwebsockets-test-server, openssl, curl and PyPI websockets (interop);
 # installed here or by the test scripts with apt-get/npm/pip when missing. Network use:
 # 127.0.0.1 only, plus package registries for the installs. Servers started here are
 # stopped by PID.
@@ -133,13 +134,20 @@ if [[ -z "${SKIP_BROWSER:-}" && -f examples/test-server.rs ]]; then
   step "browser test: headless Chromium drives www/test.html on test-server"
   ARTIFACTS="$ART" tests/browser/run.sh "$ROOT/target/release/examples/test-server" "$ROOT/www"
   step "browser test over https: the same page from test-server --ssl (wss://)"
-  ARTIFACTS="$ART" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server" "$ROOT/www"  step "browser test: the same page from test-server-extpoll (the protocols in a poll(2) loop of its own), http and https"
+  ARTIFACTS="$ART" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server" "$ROOT/www"
+  step "browser test: the same page from test-server-extpoll (the protocols in a poll(2) loop of its own), http and https"
   ARTIFACTS="$ART/extpoll" tests/browser/run.sh "$ROOT/target/release/examples/test-server-extpoll" "$ROOT/www"
   ARTIFACTS="$ART/extpoll" tests/browser/run.sh --ssl "$ROOT/target/release/examples/test-server-extpoll" "$ROOT/www"
+  step "browser test through nginx: test-server behind nginx as a WebSocket reverse proxy (tests/nginx/serve.sh)"
+  mkdir -p "$ART/nginx"
+  ARTIFACTS="$ART/nginx" tests/browser/run.sh "$ROOT/tests/nginx/serve.sh $ROOT/target/release/examples/test-server" "$ROOT/www"
+  # The page's WebSockets went through nginx: its access log has the upgrades.
+  grep -q '" 101 ' "$ART/nginx/nginx-access.log" || { echo "!! no WebSocket upgrade in nginx's access log" >&2; exit 1; }
 fi
 if [[ -z "${SKIP_INTEROP:-}" ]]; then
   step "interop: libwebsockets-test-client and -test-server, Python websockets (both ways), openssl s_client, curl (plain and TLS)"
-  ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"  step "interop against test-server-extpoll: libwebsockets-test-client, curl, our test-client (plain and TLS)"
+  ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"
+  step "interop against test-server-extpoll: libwebsockets-test-client, curl, our test-client (plain and TLS)"
   ARTIFACTS="$ART/extpoll" TEST_SERVER=test-server-extpoll ONLY_TEST_SERVER=1 tests/interop/run.sh "$ROOT/target/release/examples"
 fi
 if [[ -z "${SKIP_CAPI:-}" ]]; then
