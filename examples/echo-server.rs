@@ -6,7 +6,12 @@
 //! cargo run --release --example echo-server -- [--port 9001] [--interface 127.0.0.1] [-d LEVEL]
 //!     [--ssl [--cert FILE.pem --key FILE.pem] [--ca CA.pem]]
 //!     [--ping-interval SECS] [--ping-timeout SECS] [--http-timeout SECS] [--threads N]
+//!     [--extpoll]
 //! ```
+//!
+//! `--extpoll` drives each context from a `poll(2)` loop of the program's own
+//! (`external_poll()`, `service_fd`), as `test-server-extpoll` does; it is there to compare
+//! that route's cost with wsreactor's own loop.
 //!
 //! `--threads N` runs N contexts, one per thread, on the same port (`SO_REUSEPORT`). On
 //! SIGINT or SIGTERM each sends 1001 to its WebSockets, waits up to 5 s for them, and the
@@ -21,13 +26,20 @@ mod serve;
 #[path = "common/tls.rs"]
 mod tls;
 
+#[path = "common/extpoll.rs"]
+mod extpoll;
+
 use std::time::Duration;
-use wsreactor::{Close, Context, Protocol, Reason, WriteProtocol, Wsi};
+use wsreactor::{Close, Context, Protocol, ProtocolContext, ProtocolEvent, Reason, WriteProtocol, Wsi};
 
 const HIGH_WATER: usize = 1 << 20;
 
+/// Echoes; with an external loop it also keeps the loop's poll array (it is the first
+/// protocol).
 #[derive(Default)]
-struct Echo;
+struct Echo {
+    poll: Option<extpoll::PollArray>,
+}
 
 impl Protocol for Echo {
     type Session = ();
@@ -57,6 +69,13 @@ impl Protocol for Echo {
         }
         Ok(())
     }
+
+    fn protocol_callback(&mut self, _: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
+        if let Some(fds) = &self.poll {
+            extpoll::track(fds, event);
+        }
+        Ok(())
+    }
 }
 
 fn main() -> std::io::Result<()> {
@@ -65,6 +84,7 @@ fn main() -> std::io::Result<()> {
     let mut level = log::LevelFilter::Warn;
     let mut tls = tls::TlsArgs::default();
     let mut live = serve::LiveArgs::default();
+    let mut external = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if tls.take(&a, &mut args) || live.take(&a, &mut args) {
@@ -73,12 +93,13 @@ fn main() -> std::io::Result<()> {
         match a.as_str() {
             "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--interface" | "-i" => interface = args.next(),
+            "--extpoll" => external = true,
             "-d" => {
                 level = wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {} {}",
+                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {} {} [--extpoll]",
                     tls::USAGE,
                     serve::USAGE
                 );
@@ -93,10 +114,14 @@ fn main() -> std::io::Result<()> {
     env_logger::Builder::new().filter_level(level).init();
     let threads = live.threads();
     serve::run(threads, move |stop| {
+        let fds = external.then(extpoll::PollArray::default);
         let mut b = Context::builder()
             .port(port)
-            .protocol("echo", Echo)
+            .protocol("echo", Echo { poll: fds.clone() })
             .accept_any_protocol(true);
+        if external {
+            b = b.external_poll();
+        }
         if let Some(i) = &interface {
             b = b.interface(i);
         }
@@ -107,10 +132,20 @@ fn main() -> std::io::Result<()> {
             ctx.local_addr().expect("listening"),
             if tls.scheme() == "https" { "wss" } else { "ws" }
         );
-        while !stop.stopped() {
-            ctx.service(Duration::from_secs(1))?;
+        match fds {
+            Some(fds) => {
+                while !stop.stopped() {
+                    extpoll::round(&mut ctx, &fds, Duration::from_secs(1))?;
+                }
+                extpoll::shutdown(&mut ctx, &fds, serve::GRACE)
+            }
+            None => {
+                while !stop.stopped() {
+                    ctx.service(Duration::from_secs(1))?;
+                }
+                ctx.graceful_shutdown(serve::GRACE)
+            }
         }
-        ctx.graceful_shutdown(serve::GRACE)
     });
     Ok(())
 }

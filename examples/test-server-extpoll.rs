@@ -17,67 +17,36 @@ mod serve;
 #[path = "common/tls.rs"]
 mod tls;
 
+#[path = "common/extpoll.rs"]
+mod extpoll;
+
 #[path = "common/test_server.rs"]
 mod test_server;
 
 use std::time::{Duration, Instant};
 
-/// `poll(2)` on the whole array; an interrupted poll counts as no events.
-fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> std::io::Result<()> {
-    // Round up: waking a fraction of a millisecond early would spin until the deadline.
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: `fds` is a live, exclusively borrowed slice of `pollfd`; poll(2) reads
-    // `fds.len()` entries and writes only their `revents` fields.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-        fds.iter_mut().for_each(|p| p.revents = 0);
-    }
-    Ok(())
-}
-
 fn main() -> std::io::Result<()> {
-    let args = test_server::Args::parse("test-server-extpoll");
-    let fds = test_server::PollArray::default();
-    let test_server::TestServer { mut ctx, dumb } = test_server::TestServer::build(&args, Some(fds.clone()))?;
-    log::info!("external poll loop over {} descriptors", fds.borrow().len());
-    let tick = Duration::from_millis(50);
-    let mut next = Instant::now() + tick;
-    loop {
-        // How long the poll may wait: until our own 50 ms tick, or less if the context
-        // has a deadline sooner or work that no descriptor will announce.
-        let timeout = ctx.poll_timeout(next.saturating_duration_since(Instant::now()));
-        poll(&mut fds.borrow_mut(), timeout)?;
-        // Through the live array by index: a service may delete entries (the last one
-        // takes the deleted one's place) or add some (at the end, with no revents yet).
-        let mut i = 0;
-        loop {
-            let Some((fd, revents)) = fds.borrow().get(i).map(|p| (p.fd, p.revents)) else {
-                break;
-            };
-            if revents != 0 {
-                if let Some(p) = fds.borrow_mut().get_mut(i) {
-                    p.revents = 0;
-                }
-                match ctx.service_fd(fd, revents) {
-                    Ok(true) => {}
-                    // Not the context's: this program has no descriptors of its own.
-                    Ok(false) => log::warn!("fd {fd} is not the context's"),
-                    Err(e) => log::warn!("service_fd({fd}): {e}"),
+    let args = std::sync::Arc::new(test_server::Args::parse("test-server-extpoll"));
+    serve::run(args.live.threads(), move |stop| {
+        let fds = extpoll::PollArray::default();
+        let test_server::TestServer { mut ctx, dumb } =
+            test_server::TestServer::build(&args, Some(fds.clone()))?;
+        stop.register(&ctx);
+        log::info!("external poll loop over {} descriptors", fds.borrow().len());
+        let tick = Duration::from_millis(50);
+        let mut next = Instant::now() + tick;
+        while !stop.stopped() {
+            // Our own 50 ms tick bounds the wait (the context may ask for less).
+            extpoll::round(&mut ctx, &fds, next.saturating_duration_since(Instant::now()))?;
+            if Instant::now() >= next {
+                ctx.callback_on_writable_all_protocol(dumb);
+                next += tick;
+                if next < Instant::now() {
+                    next = Instant::now() + tick;
                 }
             }
-            i += 1;
         }
-        ctx.service_pending()?;
-        if Instant::now() >= next {
-            ctx.callback_on_writable_all_protocol(dumb);
-            next += tick;
-            if next < Instant::now() {
-                next = Instant::now() + tick;
-            }
-        }
-    }
+        extpoll::shutdown(&mut ctx, &fds, serve::GRACE)
+    });
+    Ok(())
 }

@@ -32,6 +32,10 @@ mod serve;
 #[path = "common/tls.rs"]
 mod tls;
 
+#[path = "common/extpoll.rs"]
+#[allow(dead_code)] // the poll array type only: this loop is wsreactor's own
+mod extpoll;
+
 #[path = "common/test_server.rs"]
 mod test_server;
 

@@ -9,6 +9,7 @@
 //! | `lws-status` | a JSON list of the live WebSocket connections, sent whenever it changes |
 //! | `echo` | echoes each message |
 
+use crate::extpoll::{self, PollArray};
 use crate::serve;
 use crate::tls;
 use std::cell::RefCell;
@@ -55,10 +56,6 @@ fn track(reg: &Shared, wsi: &mut Wsi<'_>, reason: &Reason<'_>, name: &'static st
     }
 }
 
-/// The poll array of an external loop, kept by the first protocol from the `*_POLL_FD`
-/// events (`test-server-extpoll`).
-pub type PollArray = Rc<RefCell<Vec<libc::pollfd>>>;
-
 /// The first protocol: plain HTTP. `/` is answered here with `test.html`, as in
 /// libwebsockets' test server; doing nothing leaves a request to the built-in file server.
 /// With an external poll loop it also keeps the loop's poll array.
@@ -80,30 +77,8 @@ impl Protocol for HttpOnly {
     }
 
     fn protocol_callback(&mut self, _: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
-        let Some(poll) = &self.poll else {
-            return Ok(());
-        };
-        let mut fds = poll.borrow_mut();
-        match event {
-            ProtocolEvent::AddPollFd(a) => fds.push(libc::pollfd {
-                fd: a.fd,
-                events: a.events,
-                revents: 0,
-            }),
-            // As libwebsockets' test server: the last entry takes the deleted one's place
-            // (the loop going through the array may skip it this round; it is
-            // level-triggered, so the next round sees it).
-            ProtocolEvent::DelPollFd(a) => {
-                if let Some(i) = fds.iter().position(|p| p.fd == a.fd) {
-                    fds.swap_remove(i);
-                }
-            }
-            ProtocolEvent::ChangeModePollFd(a) => {
-                if let Some(p) = fds.iter_mut().find(|p| p.fd == a.fd) {
-                    p.events = a.events;
-                }
-            }
-            _ => {}
+        if let Some(fds) = &self.poll {
+            extpoll::track(fds, event);
         }
         Ok(())
     }
