@@ -28,6 +28,8 @@ pub(crate) enum State {
     ClientProxy,
     /// An outgoing connection: handshake request sent, reading the server's response.
     ClientHandshake,
+    /// An adopted raw descriptor: bytes in and out as they are, `RAW_*` reasons.
+    Raw,
     /// Output flushed and write side shut down: reading and discarding until the peer's
     /// EOF or the deadline, so that our last bytes are not lost to a reset.
     Draining,

@@ -205,6 +205,7 @@ impl Context {
             return false;
         };
         self.guarded(Some(k), |ctx| ctx.close_conn(k, code, reason));
+        self.report_poll_changes();
         true
     }
 
@@ -444,7 +445,10 @@ impl Context {
                         result = Err(e);
                     }
                 }
-                Source::Listener(i) => self.guarded(None, |ctx| ctx.accept(i)),
+                Source::Listener(i) => {
+                    self.guarded(None, |ctx| ctx.accept(i));
+                    self.sync_listener(i);
+                }
                 Source::Conn(k) => {
                     let hup = revents & (libc::POLLHUP | libc::POLLERR) != 0;
                     let ev = Ready {
@@ -488,6 +492,14 @@ impl Context {
             self.client_attempts(Instant::now());
         }
         self.report_poll_changes();
+    }
+
+    /// Tells an external loop whether listener `i` is polled now (nothing for mio).
+    pub(crate) fn sync_listener(&mut self, i: usize) {
+        if let Some(l) = self.listeners.get(i) {
+            let starved = self.starved & (1 << (i % 64)) != 0;
+            self.readiness.sync_listener(l.as_raw_fd(), i, starved);
+        }
     }
 
     /// Tells an external loop what connection `k` waits for now (nothing for mio).
@@ -553,6 +565,7 @@ impl Context {
             self.guarded(Some(k), |ctx| ctx.shutdown_conn(k));
         }
         self.schedule_job(grace, crate::timers::Job::ShutdownDeadline);
+        self.report_poll_changes();
     }
 
     fn shutdown_conn(&mut self, k: usize) {

@@ -102,7 +102,9 @@ pub(crate) fn deliver_closed(
         return;
     }
     c.set(flag::CLOSED_NOTIFIED);
-    let why = if c.has(flag::UPGRADED) {
+    let why = if c.transport.is_raw() {
+        Reason::RawClose
+    } else if c.has(flag::UPGRADED) {
         Reason::Closed { code, reason }
     } else {
         Reason::ClosedHttp

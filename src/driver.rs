@@ -85,6 +85,7 @@ impl Context {
             State::WebSocket if c.has(flag::CLIENT) => Reason::ClientWriteable,
             State::WebSocket => Reason::ServerWriteable,
             State::Http => Reason::HttpWriteable,
+            State::Raw => Reason::RawWriteable,
             _ => return,
         };
         self.call_and_close(k, reason);
@@ -257,6 +258,7 @@ impl Context {
                 State::ClientProxy => self.client_proxy_input(k, &mut buf[pos..]),
                 State::ClientConnecting => (buf.len() - pos, Stop::Done),
                 State::Draining => (buf.len() - pos, Stop::Done),
+                State::Raw => self.raw_input(k, &buf[pos..]),
             };
             pos += n;
             if stop != Stop::Switched {

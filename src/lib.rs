@@ -30,6 +30,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod adopt;
 pub mod blocking;
 mod builder;
 mod client;

@@ -1,12 +1,9 @@
 //! Listen sockets: address selection (IPv4/IPv6 literal or interface name) and socket
 //! options, through socket2; and accepting connections from them.
 
-use crate::connection::{flag, Conn, State};
+use crate::connection::State;
 use crate::context::Context;
-use crate::proto::{Receiver, Role};
-use crate::readiness::MAX_CONN_KEY;
-use crate::reason::{ProtocolEvent, ProtocolId, Reason};
-use crate::timers::PendingTimeout;
+use crate::reason::{ProtocolEvent, ProtocolId};
 use crate::transport::Transport;
 use crate::wsi::ProtocolContext;
 use mio::net::TcpListener;
@@ -150,7 +147,7 @@ impl Context {
             // `open`): one setsockopt per connection saved.
             #[cfg(not(target_os = "linux"))]
             let _ = sock.set_nodelay(true);
-            let mut transport = match &self.tls {
+            let transport = match &self.tls {
                 None => Transport::tcp(sock),
                 Some(tls) => match Transport::tls(sock, tls) {
                     Ok(t) => t,
@@ -160,40 +157,15 @@ impl Context {
                     }
                 },
             };
-            let entry = self.conns.vacant_entry();
-            let k = entry.key();
-            if k > MAX_CONN_KEY || k > crate::timers::MAX_CONN_KEY {
-                return;
-            }
-            if let Err(e) = self.readiness.add_conn(transport.source(), k) {
-                log::warn!("register: {e}");
-                continue;
-            }
-            let gen = self.next_gen;
-            self.next_gen = self.next_gen.wrapping_add(1);
-            entry.insert(Conn {
-                transport,
-                out: Vec::new(),
-                stash: Vec::new(),
-                rx: Receiver::new(Role::Server, self.cfg.limits),
-                http: None,
-                deadline: None,
-                out_pos: 0,
-                drained: 0,
-                gen,
-                session: self.protocols[0].handler.new_session(),
-                proto: 0,
-                flags: flag::MAY_READ,
-                state: State::Http,
-            });
-            let head = self.shared.timers.live.head;
-            self.set_deadline(k, head, PendingTimeout::HttpContent);
-            log::debug!("{peer}: accepted as {k}.{gen}");
-            if self.call(k, Reason::WsiCreate).is_err()
-                || self.call(k, Reason::ServerNewClientInstantiated).is_err()
-            {
-                self.remove(k);
-            }
+            let k = match self.insert_conn(transport, 0, State::Http) {
+                Ok(k) => k,
+                Err(e) => {
+                    log::warn!("{peer}: {e}");
+                    continue;
+                }
+            };
+            log::debug!("{peer}: accepted as {k}.{}", self.conns[k].gen);
+            self.start_http_conn(k);
         }
     }
 }

@@ -303,6 +303,15 @@ impl Readiness {
         }
     }
 
+    /// Tells an external loop whether listener `index` (descriptor `fd`) is polled: not
+    /// while accepting is starved of descriptors (EMFILE: its level would be reported at
+    /// once, forever; the context retries on a timer instead).
+    pub(crate) fn sync_listener(&mut self, fd: RawFd, index: usize, starved: bool) {
+        if let Mode::External(x) = &mut self.mode {
+            x.set(fd, Source::Listener(index), if starved { 0 } else { POLLIN });
+        }
+    }
+
     /// Forgets every descriptor left (the listeners and the waker of a context being
     /// dropped).
     pub(crate) fn remove_all(&mut self) {

@@ -154,6 +154,21 @@ pub enum Reason<'a> {
     /// `LWS_CALLBACK_CLIENT_WRITEABLE`: an outgoing connection can take more data, as asked
     /// with [`Wsi::callback_on_writable`](crate::Wsi::callback_on_writable).
     ClientWriteable,
+    /// `LWS_CALLBACK_RAW_ADOPT`: a raw descriptor was adopted with
+    /// [`Context::adopt_raw`](crate::Context::adopt_raw); its bytes arrive as `RawRx`.
+    RawAdopt,
+    /// `LWS_CALLBACK_RAW_RX`: bytes read from an adopted raw descriptor, as they came.
+    RawRx {
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// `LWS_CALLBACK_RAW_WRITEABLE`: an adopted raw descriptor can take more, as asked with
+    /// [`Wsi::callback_on_writable`](crate::Wsi::callback_on_writable); write with
+    /// [`WriteProtocol::Http`](crate::WriteProtocol::Http).
+    RawWriteable,
+    /// `LWS_CALLBACK_RAW_CLOSE`: an adopted raw descriptor is closed (its end of file, an
+    /// error, or the callback's error); last before `WSI_DESTROY`.
+    RawClose,
     /// A reason of the user's (libwebsockets' `LWS_CALLBACK_USER` and above), sent to
     /// every connection of a protocol with `callback_all_protocol`, or to one connection
     /// with [`Context::callback`](crate::Context::callback) /

@@ -537,7 +537,10 @@ impl Context {
                 ctx.protocol_event(p, ProtocolEvent::Timer { id: user })
             }),
             Job::Closure(f) => self.guarded(None, f),
-            Job::Accept(i) => self.guarded(None, |ctx| ctx.accept_retry(i)),
+            Job::Accept(i) => {
+                self.guarded(None, |ctx| ctx.accept_retry(i));
+                self.sync_listener(i);
+            }
             Job::ShutdownDeadline => self.shutdown_deadline(),
         }
     }

@@ -6,10 +6,15 @@
 //! when the connection is TLS. A role never knows whether its bytes were encrypted.
 //!
 //! A TLS session is boxed beside the socket, so a plain connection pays one pointer for it.
-//! An adopted raw descriptor would be one more kind of socket here.
+//! The socket is a TCP stream, a Unix-domain stream (accepted on a Unix listener, or
+//! adopted), or any other pollable descriptor adopted raw (a pipe, a timerfd, a serial
+//! device, a socket of another protocol), read and written as a file.
 
 use crate::tls::TlsContext;
+use mio::event::Source as MioSource;
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::ServerName;
@@ -50,8 +55,79 @@ pub(crate) enum Sniffed {
 }
 
 pub(crate) struct Transport {
-    sock: TcpStream,
+    sock: Sock,
     tls: Option<Box<Tls>>,
+}
+
+/// A connection's descriptor. The std types, registered as plain descriptors: mio's own
+/// wrappers carry a registry check in debug builds, which would make every connection
+/// record larger there than in release.
+pub(crate) enum Sock {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+    /// An adopted descriptor of any pollable kind, read and written as a file.
+    Raw(std::fs::File),
+}
+
+impl Read for Sock {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+            Sock::Raw(f) => f.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+            Sock::Raw(f) => f.write(buf),
+        }
+    }
+
+    /// rustls hands its records over as one vectored write: one `writev`, not one
+    /// syscall (and one TCP segment) per record.
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write_vectored(bufs),
+            Sock::Unix(s) => s.write_vectored(bufs),
+            Sock::Raw(f) => f.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Sock {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Unix(s) => s.as_raw_fd(),
+            Sock::Raw(f) => f.as_raw_fd(),
+        }
+    }
+}
+
+impl MioSource for Sock {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        SourceFd(&self.as_raw_fd()).register(r, t, i)
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        SourceFd(&self.as_raw_fd()).reregister(r, t, i)
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        SourceFd(&self.as_raw_fd()).deregister(r)
+    }
 }
 
 struct Tls {
@@ -68,7 +144,31 @@ struct Tls {
 
 impl Transport {
     pub(crate) fn tcp(sock: TcpStream) -> Self {
-        Transport { sock, tls: None }
+        Transport {
+            sock: Sock::Tcp(sock.into()),
+            tls: None,
+        }
+    }
+
+    /// A plain connection on a Unix-domain stream socket (non-blocking).
+    pub(crate) fn unix(sock: std::os::unix::net::UnixStream) -> Self {
+        Transport {
+            sock: Sock::Unix(sock),
+            tls: None,
+        }
+    }
+
+    /// An adopted raw descriptor (already non-blocking).
+    pub(crate) fn raw(file: std::fs::File) -> Self {
+        Transport {
+            sock: Sock::Raw(file),
+            tls: None,
+        }
+    }
+
+    /// True for a raw descriptor (no HTTP, no WebSocket: `RAW_*` reasons).
+    pub(crate) fn is_raw(&self) -> bool {
+        matches!(self.sock, Sock::Raw(_))
     }
 
     /// A connection accepted on a TLS listener.
@@ -104,7 +204,7 @@ impl Transport {
 
     fn with_session(sock: TcpStream, conn: Connection, sniffed: bool) -> Self {
         Transport {
-            sock,
+            sock: Sock::Tcp(sock.into()),
             tls: Some(Tls::new(conn, sniffed)),
         }
     }
@@ -112,17 +212,20 @@ impl Transport {
     /// Replaces the socket (a client trying its next address), keeping any TLS session
     /// that has not started.
     pub(crate) fn replace_socket(&mut self, sock: TcpStream) {
-        self.sock = sock;
+        self.sock = Sock::Tcp(sock.into());
     }
 
     /// The outcome of a non-blocking connect: `Ok(true)` connected, `Ok(false)` still in
     /// progress, `Err` refused or unreachable.
     pub(crate) fn connect_result(&mut self) -> io::Result<bool> {
-        connect_state(&self.sock)
+        match &self.sock {
+            Sock::Tcp(s) => connect_state(s),
+            _ => Ok(true),
+        }
     }
 
     /// The socket, to register it with the readiness source.
-    pub(crate) fn source(&mut self) -> &mut TcpStream {
+    pub(crate) fn source(&mut self) -> &mut Sock {
         &mut self.sock
     }
 
@@ -136,9 +239,13 @@ impl Transport {
     /// session, anything else makes this a plain TCP connection, so a plain HTTP request on
     /// the TLS port can be answered in plain HTTP.
     pub(crate) fn sniff(&mut self) -> io::Result<Sniffed> {
+        let Sock::Tcp(sock) = &self.sock else {
+            // Only TCP carries TLS.
+            return Ok(Sniffed::Tls);
+        };
         let mut b = [0u8; 1];
         let first = loop {
-            match self.sock.peek(&mut b) {
+            match sock.peek(&mut b) {
                 Ok(0) => break None,
                 Ok(_) => break Some(b[0]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sniffed::NotYet),
@@ -230,10 +337,9 @@ impl Transport {
         }
         while (*pos as usize) < out.len() {
             let pending = &out[*pos as usize..];
-            let sent = if last {
-                send_more(&self.sock, pending)
-            } else {
-                self.sock.write(pending)
+            let sent = match &self.sock {
+                Sock::Tcp(s) if last => send_more(s, pending),
+                _ => self.sock.write(pending),
             };
             match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -266,11 +372,21 @@ impl Transport {
             let mut pos = 0;
             let _ = t.write_out(&mut self.sock, &[], &mut pos, true);
         }
-        let _ = self.sock.shutdown(Shutdown::Write);
+        let _ = match &self.sock {
+            Sock::Tcp(s) => s.shutdown(Shutdown::Write),
+            Sock::Unix(s) => s.shutdown(Shutdown::Write),
+            // A pipe or device has no half-close: it is closed with the connection.
+            Sock::Raw(_) => Ok(()),
+        };
     }
 
+    /// The peer's address; an error for what is not TCP (a Unix socket's peer has no
+    /// IP address).
     pub(crate) fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.sock.peer_addr()
+        match &self.sock {
+            Sock::Tcp(s) => s.peer_addr(),
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -307,7 +423,7 @@ impl Tls {
         Ok(true)
     }
 
-    fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8], scratch: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, sock: &mut Sock, buf: &mut [u8], scratch: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         loop {
             if !self.drain(buf, &mut n)? || n == buf.len() || self.eof {
@@ -378,7 +494,7 @@ impl Tls {
     }
 
     /// A TLS error: rustls has queued the alert for it; send it before the caller closes.
-    fn fail(&mut self, sock: &mut TcpStream, e: rustls::Error) -> io::Error {
+    fn fail(&mut self, sock: &mut Sock, e: rustls::Error) -> io::Error {
         while self.conn.wants_write() {
             if self.conn.write_tls(sock).is_err() {
                 break;
@@ -387,7 +503,7 @@ impl Tls {
         io::Error::new(io::ErrorKind::InvalidData, e)
     }
 
-    fn write_out(&mut self, sock: &mut TcpStream, out: &[u8], pos: &mut u32, last: bool) -> io::Result<Sent> {
+    fn write_out(&mut self, sock: &mut Sock, out: &[u8], pos: &mut u32, last: bool) -> io::Result<Sent> {
         loop {
             while self.conn.wants_write() {
                 match self.conn.write_tls(sock) {
@@ -418,7 +534,8 @@ impl Tls {
 
 /// The outcome of a non-blocking connect on `sock`: `Ok(true)` connected, `Ok(false)`
 /// still in progress, `Err` refused or unreachable.
-pub(crate) fn connect_state(sock: &TcpStream) -> io::Result<bool> {
+pub(crate) fn connect_state(sock: &impl std::os::fd::AsFd) -> io::Result<bool> {
+    let sock = socket2::SockRef::from(sock);
     if let Some(e) = sock.take_error()? {
         return Err(e);
     }
@@ -430,7 +547,7 @@ pub(crate) fn connect_state(sock: &TcpStream) -> io::Result<bool> {
 }
 
 /// `send(MSG_MORE)` where the platform has it, else a plain write.
-fn send_more(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+fn send_more(sock: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     return socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_MORE);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]

@@ -45,7 +45,8 @@ pub enum WriteProtocol {
     Ping,
     /// `LWS_WRITE_PONG` (at most 125 bytes).
     Pong,
-    /// `LWS_WRITE_HTTP`: raw bytes on an HTTP connection.
+    /// `LWS_WRITE_HTTP`: raw bytes on an HTTP connection, or on an adopted raw descriptor
+    /// ([`Context::adopt_raw`](crate::Context::adopt_raw)).
     Http,
 }
 
@@ -270,7 +271,7 @@ impl<'a> Wsi<'a> {
     pub fn write_fragment(&mut self, data: &[u8], wp: WriteProtocol, fin: bool) -> Result<(), WriteError> {
         let c = &mut *self.conn;
         if wp == WriteProtocol::Http {
-            if c.state != State::Http {
+            if c.state != State::Http && c.state != State::Raw {
                 return Err(WriteError::Closed);
             }
             return self.queue(data.len(), |out| out.extend_from_slice(data));

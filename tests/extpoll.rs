@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wsreactor::{
     ClientConnect, Close, Context, ContextBuilder, PollArgs, Protocol, ProtocolContext, ProtocolEvent,
-    Reason, Wsi,
+    Reason, WriteProtocol, Wsi,
 };
 
 const POLLIN: i16 = libc::POLLIN;
@@ -580,4 +580,76 @@ fn own_poll_descriptor_in_someone_elses_loop() {
     client.join().unwrap();
     assert!(woken >= 2, "the descriptor said when to service ({woken})");
     assert_eq!(log.messages(None), vec![b"one descriptor".to_vec()]);
+}
+
+/// Raw descriptors in the fake loop: echoes what it reads.
+fn raw_echo(wsi: &mut Wsi<'_>, r: Reason<'_>) -> Result<(), Close> {
+    if let Reason::RawRx { data } = r {
+        wsi.write(data, WriteProtocol::Http)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn adopted_socket_and_raw_descriptor_through_the_external_loop() {
+    init_logger();
+    let (set, log) = (PollSet::default(), Log::new());
+    let mut ctx = external(&set, &log, |b| {
+        b.protocol("raw", Recorder::new("raw", &log).hook(raw_echo))
+    });
+    set.clear_log();
+    // An adopted TCP socket, the first bytes of its request already read.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = std::thread::spawn(move || {
+        let mut c = Client::open_proto(port, "echo");
+        c.send_text("adopted, externally polled");
+        c.expect_text("adopted, externally polled");
+    });
+    let (mut sock, _) = listener.accept().unwrap();
+    let mut first = [0u8; 4];
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    sock.read_exact(&mut first).unwrap();
+    let sock_fd = sock.as_raw_fd();
+    let id = ctx.adopt_socket(sock, &first).unwrap();
+    assert_eq!(
+        set.added(),
+        vec![PollArgs {
+            fd: sock_fd,
+            events: POLLIN,
+            prev_events: 0
+        }]
+    );
+    assert_eq!(
+        ctx.poll_timeout(Duration::from_secs(1)),
+        Duration::ZERO,
+        "bytes already read wait"
+    );
+    // A raw descriptor (one end of a socket pair) beside it.
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let raw_fd = ours.as_raw_fd();
+    let raw = ctx.protocol_by_name("raw").unwrap();
+    let rid = ctx.adopt_raw(ours, raw).unwrap();
+    assert_eq!(set.events_of(raw_fd), Some(POLLIN));
+    theirs.write_all(b"raw bytes").unwrap();
+    theirs.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    run_until(&mut [(&mut ctx, &set)], |_| {
+        client.is_finished() && log.count(|r| r.conn == Some(rid)) >= 2
+    });
+    client.join().unwrap();
+    assert_eq!(
+        log.messages(Some(id)),
+        vec![b"adopted, externally polled".to_vec()]
+    );
+    let mut got = [0u8; 9];
+    theirs.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"raw bytes");
+    // The raw peer hangs up: RAW_CLOSE and its DelPollFd.
+    drop(theirs);
+    run_until(&mut [(&mut ctx, &set)], |_| set.events_of(raw_fd).is_none());
+    assert!(log
+        .of_conn(rid)
+        .iter()
+        .any(|r| matches!(&r.ev, Ev::Other(s) if s == "RawClose")));
+    set.assert_clean();
 }
