@@ -117,6 +117,7 @@ pub struct ContextBuilder {
     no_proxy: Option<String>,
     external_poll: bool,
     user: Option<Box<dyn std::any::Any>>,
+    listens: Vec<crate::listener::Listen>,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -184,6 +185,7 @@ impl ContextBuilder {
             no_proxy: None,
             external_poll: false,
             user: None,
+            listens: Vec::new(),
         }
     }
 
@@ -296,6 +298,17 @@ impl ContextBuilder {
     /// TCP port to listen on; 0 picks a free one (see [`Context::local_addr`]). Default 7681.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// One more listener, beside the one of [`port`](Self::port) (which
+    /// [`no_listen`](Self::no_listen) drops, to have only these): TCP or Unix-domain, TLS
+    /// or plain, each with its own address; see [`Listen`](crate::Listen). They share the
+    /// protocols, the settings and the TLS certificates; the socket options (backlog,
+    /// `SO_REUSEPORT`, TCP keepalive) apply to each TCP one. Up to 63 listeners.
+    /// [`Context::listener_addr`] tells where each listens.
+    pub fn listen(mut self, listener: crate::listener::Listen) -> Self {
+        self.listens.push(listener);
         self
     }
 
@@ -691,6 +704,36 @@ impl ContextBuilder {
             let mut l = listener::bind(self.interface.as_deref(), port, opts)?;
             readiness.add_listener(&mut l, listeners.len())?;
             log::info!("listening on {}", l.local_addr()?);
+            listeners.push(listener::Listener {
+                sock: listener::ListenSock::Tcp(l),
+                tls: tls.is_some(),
+            });
+        }
+        for spec in &self.listens {
+            if listeners.len() >= listener::MAX_LISTENERS {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "more than 63 listeners",
+                ));
+            }
+            if spec.ssl && tls.is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a TLS listener needs a certificate (ssl_cert_filepath and friends)",
+                ));
+            }
+            let opts = listener::SockOpts {
+                backlog: self.backlog,
+                reuse_port: self.reuse_port,
+                keepalive: self.cfg.tcp_keepalive,
+            };
+            let mut l = listener::open_listener(spec, opts)?;
+            readiness.add_listener(&mut l.sock, listeners.len())?;
+            log::info!(
+                "listening on {:?}{}",
+                l.addr()?,
+                if l.tls { " (TLS)" } else { "" }
+            );
             listeners.push(l);
         }
         drop_privileges(self.gid, self.uid)?;

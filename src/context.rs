@@ -23,7 +23,6 @@ use crate::reason::{ConnId, ProtocolEvent, ProtocolId, Reason};
 use crate::shared::{ConnOp, CtxRequest, Shared};
 use crate::tls::TlsContext;
 use crate::wsi::{ProtocolContext, Wsi};
-use mio::net::TcpListener;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
@@ -76,7 +75,7 @@ pub struct Context {
     pub(crate) readiness: Readiness,
     /// Events of the current `service()` call (kept to reuse its allocation).
     pub(crate) ready: Vec<Ready>,
-    pub(crate) listeners: Vec<TcpListener>,
+    pub(crate) listeners: Vec<crate::listener::Listener>,
     pub(crate) conns: Slab<Conn>,
     pub(crate) protocols: Vec<Registered>,
     pub(crate) shared: Shared,
@@ -115,9 +114,25 @@ impl Context {
         ContextBuilder::new()
     }
 
-    /// The address of the (first) listener, e.g. to learn the port chosen for port 0.
+    /// The address of the first TCP listener, e.g. to learn the port chosen for port 0
+    /// (see [`listener_addr`](Self::listener_addr) for each of several).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listeners.first().and_then(|l| l.local_addr().ok())
+        self.listeners.iter().find_map(|l| match l.addr() {
+            Ok(crate::listener::ListenAddr::Tcp(a)) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// The number of listeners (see [`ContextBuilder::listen`]).
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// Where listener `i` listens, in the order they were given ([`ContextBuilder::port`]'s
+    /// first, then each [`ContextBuilder::listen`]); `None` past the last, and after a
+    /// [`shutdown`](Self::shutdown) closed them.
+    pub fn listener_addr(&self, i: usize) -> Option<crate::listener::ListenAddr> {
+        self.listeners.get(i).and_then(|l| l.addr().ok())
     }
 
     /// A handle for waking `service()` from another thread.
@@ -498,7 +513,7 @@ impl Context {
     pub(crate) fn sync_listener(&mut self, i: usize) {
         if let Some(l) = self.listeners.get(i) {
             let starved = self.starved & (1 << (i % 64)) != 0;
-            self.readiness.sync_listener(l.as_raw_fd(), i, starved);
+            self.readiness.sync_listener(l.sock.as_raw_fd(), i, starved);
         }
     }
 
@@ -558,7 +573,7 @@ impl Context {
         self.shutting_down = true;
         log::info!("shutting down: {} connections open", self.conns.len());
         for l in self.listeners.drain(..) {
-            self.readiness.remove_fd(std::os::fd::AsRawFd::as_raw_fd(&l));
+            self.readiness.remove_fd(std::os::fd::AsRawFd::as_raw_fd(&l.sock));
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {

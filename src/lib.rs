@@ -56,6 +56,7 @@ mod wsi;
 pub use builder::{ContextBuilder, ProtocolSpec};
 pub use client::{ClientConnect, SslMode, UrlError};
 pub use context::{CancelHandle, Context};
+pub use listener::{Listen, ListenAddr};
 pub use protocol::Protocol;
 pub use reason::{Close, ConnId, PollArgs, ProtocolEvent, ProtocolId, Reason};
 /// The rustls types that appear in this API ([`ContextBuilder::ssl_server_config`],

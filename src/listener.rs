@@ -1,16 +1,195 @@
 //! Listen sockets: address selection (IPv4/IPv6 literal or interface name) and socket
-//! options, through socket2; and accepting connections from them.
+//! options, through socket2; Unix-domain listeners; and accepting connections from them.
+//! A context has any number of listeners (up to 63), each TCP or Unix, TLS or plain.
 
 use crate::connection::State;
 use crate::context::Context;
 use crate::reason::{ProtocolEvent, ProtocolId};
 use crate::transport::Transport;
 use crate::wsi::ProtocolContext;
-use mio::net::TcpListener;
+use mio::event::Source as MioSource;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+
+/// Most listeners of one context (their tokens and the starved-listener bits).
+pub(crate) const MAX_LISTENERS: usize = 63;
+
+/// A listener to open, beside or instead of the one of
+/// [`ContextBuilder::port`](crate::ContextBuilder::port): TCP on a port (all interfaces,
+/// an IPv4 or IPv6 address, or an interface name) or a Unix-domain socket path, TLS or
+/// plain. Given to [`ContextBuilder::listen`](crate::ContextBuilder::listen).
+///
+/// ```no_run
+/// use wsreactor::{Context, Listen};
+/// # #[derive(Default)] struct P;
+/// # impl wsreactor::Protocol for P { type Session = ();
+/// #   fn callback(&mut self, _: &mut wsreactor::Wsi<'_>, _: &mut (), _: wsreactor::Reason<'_>) -> Result<(), wsreactor::Close> { Ok(()) } }
+/// let ctx = Context::builder()
+///     .no_listen()
+///     .ssl_cert_filepath("cert.pem")
+///     .ssl_private_key_filepath("key.pem")
+///     .listen(Listen::tcp("0.0.0.0", 443).ssl(true))   // https:// and wss://
+///     .listen(Listen::tcp("::1", 8080))                // plain, IPv6 loopback
+///     .listen(Listen::unix("/run/app/ws.sock"))        // plain, for a local proxy
+///     .protocol("p", P)
+///     .build()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub(crate) kind: ListenKind,
+    pub(crate) ssl: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ListenKind {
+    Tcp { interface: Option<String>, port: u16 },
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// TCP on `port` (0: any free one) of `interface`: an IPv4 or IPv6 address, an
+    /// interface name (`SO_BINDTODEVICE`), or `""` for all interfaces (dual-stack).
+    pub fn tcp(interface: &str, port: u16) -> Listen {
+        Listen {
+            kind: ListenKind::Tcp {
+                interface: (!interface.is_empty()).then(|| interface.to_owned()),
+                port,
+            },
+            ssl: false,
+        }
+    }
+
+    /// A Unix-domain stream socket at `path` (a stale socket file there is replaced; the
+    /// file is removed when the context is dropped). Always plain.
+    pub fn unix(path: impl Into<PathBuf>) -> Listen {
+        Listen {
+            kind: ListenKind::Unix(path.into()),
+            ssl: false,
+        }
+    }
+
+    /// Serves TLS (with the context's certificates, `ssl_*` settings) instead of plain.
+    /// Default: plain.
+    pub fn ssl(mut self, yes: bool) -> Listen {
+        self.ssl = yes;
+        self
+    }
+}
+
+/// Where a listener listens ([`Context::listener_addr`](crate::Context::listener_addr)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP listener's address (the port chosen for port 0 included).
+    Tcp(SocketAddr),
+    /// A Unix-domain listener's path.
+    Unix(PathBuf),
+}
+
+/// An open listener.
+pub(crate) struct Listener {
+    pub(crate) sock: ListenSock,
+    /// Connections accepted here speak TLS.
+    pub(crate) tls: bool,
+}
+
+pub(crate) enum ListenSock {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Drop for ListenSock {
+    fn drop(&mut self) {
+        if let ListenSock::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl AsRawFd for ListenSock {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            ListenSock::Tcp(l) => l.as_raw_fd(),
+            ListenSock::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+}
+
+impl MioSource for ListenSock {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            ListenSock::Tcp(l) => l.register(r, t, i),
+            ListenSock::Unix(l, _) => l.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            ListenSock::Tcp(l) => l.reregister(r, t, i),
+            ListenSock::Unix(l, _) => l.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            ListenSock::Tcp(l) => l.deregister(r),
+            ListenSock::Unix(l, _) => l.deregister(r),
+        }
+    }
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp(mio::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Listener {
+    pub(crate) fn addr(&self) -> io::Result<ListenAddr> {
+        match &self.sock {
+            ListenSock::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            ListenSock::Unix(_, p) => Ok(ListenAddr::Unix(p.clone())),
+        }
+    }
+
+    /// One accept. A Unix peer has no IP address: it is given as `0.0.0.0:0`.
+    fn accept(&self) -> io::Result<(Accepted, SocketAddr)> {
+        match &self.sock {
+            ListenSock::Tcp(l) => l.accept().map(|(s, a)| (Accepted::Tcp(s), a)),
+            ListenSock::Unix(l, _) => l
+                .accept()
+                .map(|(s, _)| (Accepted::Unix(s.into()), SocketAddr::from(([0, 0, 0, 0], 0)))),
+        }
+    }
+}
+
+/// Opens the listener `spec` asks for.
+pub(crate) fn open_listener(spec: &Listen, opts: SockOpts) -> io::Result<Listener> {
+    let sock = match &spec.kind {
+        ListenKind::Tcp { interface, port } => ListenSock::Tcp(bind(interface.as_deref(), *port, opts)?),
+        ListenKind::Unix(path) => {
+            use std::os::unix::fs::FileTypeExt;
+            // A socket file left by an earlier run would make bind fail: replace it (but
+            // never anything that is not a socket).
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
+            }
+            ListenSock::Unix(UnixListener::bind(path)?, path.clone())
+        }
+    };
+    if spec.ssl && matches!(sock, ListenSock::Unix(..)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a Unix-domain listener is plain (no TLS)",
+        ));
+    }
+    Ok(Listener { sock, tls: spec.ssl })
+}
 
 /// Opens a non-blocking listener on `port` (0 = any free port).
 ///
@@ -111,6 +290,7 @@ impl Context {
             let Some(l) = self.listeners.get(i) else {
                 return;
             };
+            let listener_tls = l.tls;
             let (sock, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -131,10 +311,11 @@ impl Context {
                 self.refused += 1;
                 continue;
             }
-            let filter = ProtocolEvent::FilterNetworkConnection {
-                peer,
-                fd: sock.as_raw_fd(),
+            let fd = match &sock {
+                Accepted::Tcp(s) => s.as_raw_fd(),
+                Accepted::Unix(s) => s.as_raw_fd(),
             };
+            let filter = ProtocolEvent::FilterNetworkConnection { peer, fd };
             let mut pc = ProtocolContext {
                 shared: &mut self.shared,
                 protocol: ProtocolId(0),
@@ -145,11 +326,15 @@ impl Context {
             }
             // Linux copies TCP_NODELAY from the listener to accepted sockets (set in
             // `open`): one setsockopt per connection saved.
-            #[cfg(not(target_os = "linux"))]
-            let _ = sock.set_nodelay(true);
-            let transport = match &self.tls {
-                None => Transport::tcp(sock),
-                Some(tls) => match Transport::tls(sock, tls) {
+            let tls = if listener_tls { self.tls.as_ref() } else { None };
+            let transport = match (sock, tls) {
+                (Accepted::Unix(s), _) => Transport::unix(s),
+                (Accepted::Tcp(s), None) => {
+                    #[cfg(not(target_os = "linux"))]
+                    let _ = s.set_nodelay(true);
+                    Transport::tcp(s)
+                }
+                (Accepted::Tcp(s), Some(tls)) => match Transport::tls(s, tls) {
                     Ok(t) => t,
                     Err(e) => {
                         log::warn!("{peer}: TLS session: {e}");
