@@ -61,8 +61,19 @@ fn main() {
         fire.push(t.elapsed().as_nanos() as f64 / N as f64);
     }
     println!("timers, {N} armed (median of 5 rounds, ns per operation):");
-    println!("  arm (closure, heap growing 0 -> {N})        {:7.1}", median(arm));
-    println!("  arm with {N} armed (heap {N} -> {})    {:7.1}", 2 * N, median(arm_cancel));
-    println!("  cancel with {} armed                      {:7.1}", 2 * N, median(cancel));
+    println!(
+        "  arm (closure, heap growing 0 -> {N})        {:7.1}",
+        median(arm)
+    );
+    println!(
+        "  arm with {N} armed (heap {N} -> {})    {:7.1}",
+        2 * N,
+        median(arm_cancel)
+    );
+    println!(
+        "  cancel with {} armed                      {:7.1}",
+        2 * N,
+        median(cancel)
+    );
     println!("  fire (due, popped, closure run), {N}      {:7.1}", median(fire));
 }

@@ -8,8 +8,10 @@
 //! * the connection cap refuses the rest by closing them, and serves again below it;
 //! * `set_timeout` closes, cancelling keeps; stale ids are refused;
 //! * scheduled timers (connection, protocol, closure) fire in order, cancelled ones not;
-//! * graceful shutdown sends 1001 to every WebSocket and finishes;
-//! * two contexts share one port with `reuse_port`.
+//! * graceful shutdown sends 1001 to every WebSocket and finishes, lets a download in flight
+//!   complete, and closes what is left at its deadline;
+//! * two contexts share one port with `reuse_port`;
+//! * `echo-server --threads 2` sends 1001 to its clients on SIGTERM and exits 0.
 
 mod common;
 
@@ -531,4 +533,45 @@ fn echo_server_with_two_threads_shuts_down_gracefully_on_sigterm() {
         std::thread::sleep(MS(20));
     };
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn graceful_shutdown_finishes_a_download_in_flight() {
+    let dir = std::env::temp_dir().join(format!("wsreactor-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("big.bin"), &body).unwrap();
+    let log = Log::new();
+    let l = log.clone();
+    let root = dir.clone();
+    let s = Server::start(&log, move |b| {
+        b.resource_path(root).protocol("p", Recorder::new("p", &l))
+    });
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(64 << 10).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], s.port).into();
+    sock.connect(&addr.into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = vec![0u8; 16 << 10];
+    c.read_exact(&mut got).unwrap();
+    // Most of the file is still to come when the shutdown starts.
+    s.with_ctx(|ctx| ctx.shutdown(Duration::from_secs(5)));
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("the response ends with a clean EOF");
+    got.extend_from_slice(&rest);
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(got.len() - head_end, body.len(), "the whole file arrived");
+    assert!(got[head_end..] == body[..]);
+    // The server drains until our EOF (so that its last bytes are not lost to a reset).
+    drop(c);
+    let end = Instant::now() + Duration::from_secs(3);
+    while !s.with_ctx(|ctx| ctx.is_shut_down()) {
+        assert!(Instant::now() < end, "not shut down after the download");
+        std::thread::sleep(MS(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
