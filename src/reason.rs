@@ -22,6 +22,21 @@ impl ConnId {
     pub fn as_u64(self) -> u64 {
         (self.gen as u64) << 32 | self.key as u64
     }
+
+    /// The id that [`as_u64`](Self::as_u64) gave `n` for (e.g. a handle kept by C code,
+    /// see `wsreactor-c`). A number that names no open connection is refused by every call
+    /// taking a `ConnId`, as a stale id is.
+    ///
+    /// ```
+    /// use wsreactor::ConnId;
+    /// assert_eq!(ConnId::from_u64(0x7_0000_0005).as_u64(), 0x7_0000_0005);
+    /// ```
+    pub fn from_u64(n: u64) -> Self {
+        ConnId {
+            key: n as u32,
+            gen: (n >> 32) as u32,
+        }
+    }
 }
 
 impl std::fmt::Display for ConnId {

@@ -5,14 +5,17 @@
 //! - [`wsserver`]: the API of the small C server wsServer (`ws.h`: `ws_socket`,
 //!   `ws_sendframe*`, `onopen`/`onclose`/`onmessage` with whole messages), so that a
 //!   wsServer program compiles unchanged and links with this library instead;
-//! - `lws`: a libwebsockets-1.x-style core (`libwebsockets.h`) for C programs ported from
-//!   lws 1.x (next).
+//! - [`lws`]: a libwebsockets-1.x-style core (`libwebsockets.h`: a context from a
+//!   creation-info struct with a protocols array, `libwebsocket_service` and
+//!   `libwebsocket_service_fd`, `libwebsocket_write`, the `LWS_CALLBACK_*` reason numbers)
+//!   for C programs ported from lws 1.x.
 //!
 //! Rules both follow at the boundary: no panic crosses it (every exported function runs
 //! under `catch_unwind` and returns its error value instead), every pointer argument is
 //! checked for NULL, and connections are named by generation-checked handles (a handle
 //! of a closed connection gets an error, never another connection or freed memory).
 
+pub mod lws;
 pub mod wsserver;
 
 /// Runs `f`, turning a panic into `err` so that it never unwinds into C.

@@ -51,9 +51,7 @@ CFLAGS=(-Wall -Wextra -Werror -O2 -I"$HERE/include")
 gcc "${CFLAGS[@]}" "$HERE/examples/echo.c" -L"$LIB" -lwsreactor_c -Wl,-rpath,"$LIB" -o "$BIN/echo"
 gcc "${CFLAGS[@]}" "$HERE/examples/echo.c" "$LIB/libwsreactor_c.a" -lpthread -ldl -lm -o "$BIN/echo-static"
 gcc "${CFLAGS[@]}" -pthread "$HERE/tests/threads.c" -L"$LIB" -lwsreactor_c -Wl,-rpath,"$LIB" -o "$BIN/threads"
-if [[ -f "$HERE/examples/dumb-increment.c" ]]; then
-  gcc "${CFLAGS[@]}" "$HERE/examples/dumb-increment.c" -L"$LIB" -lwsreactor_c -Wl,-rpath,"$LIB" -o "$BIN/dumb-increment"
-fi
+gcc "${CFLAGS[@]}" -pthread "$HERE/examples/dumb-increment.c" -L"$LIB" -lwsreactor_c -Wl,-rpath,"$LIB" -o "$BIN/dumb-increment"
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -77,10 +75,12 @@ step "wsServer API from C threads: sends, broadcast, ping threshold, stale handl
 start threads "$BIN/threads"; timeout 60 "$PY" "$HERE/tests/test_wsserver.py" threads "$port"; stop_last
 if grep -q 'ERROR' "$ART/threads.log"; then cat "$ART/threads.log"; exit 1; fi
 
-if [[ -x "$BIN/dumb-increment" ]]; then
-  step "lws-style API: C dumb-increment server, Python websockets client"
-  start dumb-increment "$BIN/dumb-increment"; timeout 60 "$PY" "$HERE/tests/test_lws.py" "$port"; stop_last
-fi
+step "lws-style API: C dumb-increment server (libwebsocket_service), Python websockets client"
+DI_FILE="$HERE/examples/dumb-increment.c"
+start dumb-increment "$BIN/dumb-increment" "$DI_FILE"; timeout 60 "$PY" "$HERE/tests/test_lws.py" "$port" "$DI_FILE"; stop_last
+step "lws-style API: the same with its own poll() loop (EXTERNAL_POLL, *_POLL_FD, libwebsocket_service_fd)"
+start dumb-increment-poll "$BIN/dumb-increment" --poll "$DI_FILE"; timeout 60 "$PY" "$HERE/tests/test_lws.py" "$port" "$DI_FILE"; stop_last
+if grep -q 'ERROR' "$ART"/dumb-increment*.log; then cat "$ART"/dumb-increment*.log; exit 1; fi
 if [[ -f "$HERE/examples/echo.scm" ]]; then
   step "Guile 3 echo server on the wsServer API through (system foreign)"
   start guile-echo env WSREACTOR_LIB="$LIB/libwsreactor_c.so" guile --no-auto-compile "$HERE/examples/echo.scm"
