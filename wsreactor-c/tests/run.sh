@@ -85,5 +85,6 @@ if [[ -f "$HERE/examples/echo.scm" ]]; then
   step "Guile 3 echo server on the wsServer API through (system foreign)"
   start guile-echo env WSREACTOR_LIB="$LIB/libwsreactor_c.so" guile --no-auto-compile "$HERE/examples/echo.scm"
   timeout 60 "$PY" "$HERE/tests/test_wsserver.py" echo "$port"; stop_last
+  if grep -q 'ERROR' "$ART/guile-echo.log"; then cat "$ART/guile-echo.log"; exit 1; fi
 fi
 step "all passed"
