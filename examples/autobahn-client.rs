@@ -161,7 +161,9 @@ impl Client {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: autobahn-client URL [AGENT] [--insecure | --cafile CERT] [-d LWS_LOG_MASK]");
+    eprintln!(
+        "usage: autobahn-client URL [AGENT] [--insecure | --cafile CERT] [--no-deflate] [-d LWS_LOG_MASK]"
+    );
     std::process::exit(2);
 }
 
@@ -170,10 +172,12 @@ fn main() {
     let mut ssl = None;
     let mut cafile = None;
     let mut level = log::LevelFilter::Warn;
+    let mut deflate = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--insecure" | "-k" => ssl = Some(SslMode::AllowSelfSigned),
+            "--no-deflate" => deflate = false,
             "--cafile" => cafile = Some(args.next().unwrap_or_else(|| usage())),
             "-d" => {
                 level = wsreactor::lws_log_level(
@@ -203,6 +207,9 @@ fn main() {
         .protocol("autobahn", Echo(driver.clone()));
     if let Some(ca) = &cafile {
         b = b.ssl_ca_filepath(ca);
+    }
+    if deflate {
+        b = b.permessage_deflate(wsreactor::proto::deflate::DeflateOptions::default());
     }
     let ctx = match b.build() {
         Ok(c) => c,

@@ -30,6 +30,7 @@ mod tls;
 mod extpoll;
 
 use std::time::Duration;
+use wsreactor::proto::deflate::DeflateOptions;
 use wsreactor::{Close, Context, Protocol, ProtocolContext, ProtocolEvent, Reason, WriteProtocol, Wsi};
 
 const HIGH_WATER: usize = 1 << 20;
@@ -85,6 +86,12 @@ fn main() -> std::io::Result<()> {
     let mut tls = tls::TlsArgs::default();
     let mut live = serve::LiveArgs::default();
     let mut external = false;
+    // permessage-deflate: off unless asked for, so the plain benchmarks stay comparable.
+    let mut deflate: Option<DeflateOptions> = None;
+    let num = |v: Option<String>, what: &str| -> u8 {
+        v.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{what} N"))
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if tls.take(&a, &mut args) || live.take(&a, &mut args) {
@@ -94,12 +101,34 @@ fn main() -> std::io::Result<()> {
             "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--interface" | "-i" => interface = args.next(),
             "--extpoll" => external = true,
+            "--deflate" => {
+                deflate.get_or_insert_with(DeflateOptions::default);
+            }
+            "--deflate-shared" => {
+                let d = deflate.get_or_insert_with(DeflateOptions::default);
+                d.no_context_takeover = true;
+                d.peer_no_context_takeover = true;
+            }
+            "--deflate-level" => {
+                deflate.get_or_insert_with(DeflateOptions::default).level =
+                    num(args.next(), "--deflate-level")
+            }
+            "--deflate-window" => {
+                let d = deflate.get_or_insert_with(DeflateOptions::default);
+                d.window_bits = num(args.next(), "--deflate-window");
+                d.peer_window_bits = d.window_bits;
+            }
+            "--deflate-mem" => {
+                deflate.get_or_insert_with(DeflateOptions::default).mem_level =
+                    num(args.next(), "--deflate-mem")
+            }
             "-d" => {
                 level = wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {} {} [--extpoll]",
+                    "usage: echo-server [--port 9001] [--interface ADDR|IFACE] [-d LWS_LOG_MASK] {} {} [--extpoll] \
+                     [--deflate] [--deflate-shared] [--deflate-level 0-9] [--deflate-window 9-15] [--deflate-mem 1-9]",
                     tls::USAGE,
                     serve::USAGE
                 );
@@ -124,6 +153,9 @@ fn main() -> std::io::Result<()> {
         }
         if let Some(i) = &interface {
             b = b.interface(i);
+        }
+        if let Some(d) = deflate {
+            b = b.permessage_deflate(d);
         }
         let mut ctx = tls.apply(live.apply(b)).build()?;
         stop.register(&ctx);

@@ -118,6 +118,8 @@ pub struct ContextBuilder {
     external_poll: bool,
     user: Option<Box<dyn std::any::Any>>,
     listens: Vec<crate::listener::Listen>,
+    /// `permessage_deflate()`: off when `None`.
+    deflate: Option<crate::proto::deflate::DeflateOptions>,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -186,6 +188,7 @@ impl ContextBuilder {
             external_poll: false,
             user: None,
             listens: Vec::new(),
+            deflate: None,
         }
     }
 
@@ -265,6 +268,33 @@ impl ContextBuilder {
     /// ```
     pub fn user<T: 'static>(mut self, value: T) -> Self {
         self.user = Some(Box::new(value));
+        self
+    }
+
+    /// Offers permessage-deflate (RFC 7692) with these settings: the server accepts the
+    /// first acceptable offer of a client (each protocol may refuse it per connection in
+    /// [`Reason::ConfirmExtensionOkay`](crate::Reason::ConfirmExtensionOkay)), and outgoing
+    /// connections offer it (unless [`ClientConnect::no_deflate`](crate::ClientConnect::no_deflate),
+    /// or the protocol refuses in
+    /// [`Reason::ClientConfirmExtensionSupported`](crate::Reason::ClientConfirmExtensionSupported)).
+    /// Default: off. Messages are then compressed and inflated transparently: `RECEIVE`
+    /// gets inflated pieces (at most 64 KiB, or the rx buffer size), bounded by
+    /// [`max_message_size`](Self::max_message_size) on the inflated size. Memory modes:
+    /// [`DeflateOptions::shared`](crate::proto::deflate::DeflateOptions::shared) (no
+    /// per-connection compressor between messages) or
+    /// [`DeflateOptions::dedicated`](crate::proto::deflate::DeflateOptions::dedicated).
+    ///
+    /// ```no_run
+    /// use wsreactor::proto::deflate::DeflateOptions;
+    /// # struct P; impl wsreactor::Protocol for P { type Session = ();
+    /// # fn callback(&mut self, _: &mut wsreactor::Wsi<'_>, _: &mut (), _: wsreactor::Reason<'_>) -> Result<(), wsreactor::Close> { Ok(()) } }
+    /// let ctx = wsreactor::Context::builder()
+    ///     .protocol("echo", P)
+    ///     .permessage_deflate(DeflateOptions::shared())
+    ///     .build();
+    /// ```
+    pub fn permessage_deflate(mut self, opts: crate::proto::deflate::DeflateOptions) -> Self {
+        self.deflate = Some(opts);
         self
     }
 
@@ -757,6 +787,13 @@ impl ContextBuilder {
             },
             rng: rand::SeedableRng::from_os_rng(),
             user: self.user,
+            deflate: self.deflate.map(|o| {
+                Box::new(crate::shared::SharedDeflate {
+                    pool: crate::proto::deflate::DeflatePool::new(o),
+                    tx: Vec::new(),
+                    rx: Vec::new(),
+                })
+            }),
         };
         let file_cache = self.resource_path.map(|root| {
             FileCache::new(

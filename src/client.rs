@@ -66,6 +66,7 @@ pub struct ClientConnect {
     pub(crate) bind: Option<String>,
     pub(crate) proxy: ProxyChoice,
     pub(crate) addresses: Vec<std::net::SocketAddr>,
+    pub(crate) no_deflate: bool,
 }
 
 /// Which proxy a connection uses.
@@ -95,6 +96,7 @@ impl ClientConnect {
             bind: None,
             proxy: ProxyChoice::Context,
             addresses: Vec::new(),
+            no_deflate: false,
         }
     }
 
@@ -203,6 +205,13 @@ impl ClientConnect {
     /// (curl's `--connect-to`). Ignored through a proxy.
     pub fn addresses(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
         self.addresses = addrs;
+        self
+    }
+
+    /// Leaves permessage-deflate out of this connection's offer, though the context
+    /// offers it ([`ContextBuilder::permessage_deflate`](crate::ContextBuilder::permessage_deflate)).
+    pub fn no_deflate(mut self) -> Self {
+        self.no_deflate = true;
         self
     }
 

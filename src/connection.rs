@@ -7,6 +7,7 @@
 //! request is dropped after `ESTABLISHED`).
 
 use crate::http::request::Request;
+use crate::proto::deflate::DeflateStream;
 use crate::proto::Receiver;
 use crate::roles::http::HttpState;
 use crate::shared::BufPool;
@@ -79,6 +80,15 @@ pub(crate) mod flag {
     pub(crate) const CLIENT: u32 = 1 << 17;
 }
 
+/// A connection's permessage-deflate state.
+pub(crate) struct ConnDeflate {
+    pub(crate) stream: DeflateStream,
+    /// The outgoing message in progress is compressed (its first frame had RSV1).
+    pub(crate) tx_compressed: bool,
+    /// The incoming compressed message has delivered its first piece.
+    pub(crate) rx_started: bool,
+}
+
 pub(crate) struct Conn {
     pub(crate) transport: Transport,
     /// Out buffer: frames (or HTTP bytes) queued for the socket, sent from `out_pos`.
@@ -86,6 +96,8 @@ pub(crate) struct Conn {
     /// Received bytes not consumed yet (split frame header, paused input).
     pub(crate) stash: Vec<u8>,
     pub(crate) rx: Receiver,
+    /// permessage-deflate, when negotiated: one pointer for connections without it.
+    pub(crate) deflate: Option<Box<ConnDeflate>>,
     pub(crate) http: Option<Box<HttpState>>,
     pub(crate) deadline: Option<Tick>,
     pub(crate) out_pos: u32,
@@ -188,5 +200,20 @@ impl Conn {
     /// The current request, if one is held.
     pub(crate) fn request(&self) -> Option<&Request> {
         self.http.as_ref().and_then(|h| h.request.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_record_stays_small() {
+        // Idle-connection memory is this record times the connection count (README, "Keep
+        // the idle connection small"); permessage-deflate added one pointer.
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 184,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
+        println!("Conn: {} bytes", std::mem::size_of::<super::Conn>());
     }
 }

@@ -73,7 +73,8 @@ pub enum Reason<'a> {
         first: bool,
         /// The last piece of a message.
         last: bool,
-        /// Bytes still to come in the current frame (`lws_remaining_packet_payload`).
+        /// Bytes still to come in the current frame (`lws_remaining_packet_payload`); with
+        /// permessage-deflate, the frame's compressed bytes not inflated yet.
         remaining: u64,
     },
     /// `LWS_CALLBACK_RECEIVE_PONG`: a pong arrived (pings are answered automatically).
@@ -200,6 +201,21 @@ pub enum Reason<'a> {
     Timer {
         /// The id it was scheduled with.
         id: u64,
+    },
+    /// `LWS_CALLBACK_CONFIRM_EXTENSION_OKAY`: the client offered extension `name` (today
+    /// only `permessage-deflate`, when the context offers it) and the server would accept
+    /// it for this connection; returning an error refuses it (the handshake goes on without
+    /// it). Comes after `FILTER_PROTOCOL_CONNECTION`, before `ESTABLISHED`.
+    ConfirmExtensionOkay {
+        /// The extension's name.
+        name: &'a str,
+    },
+    /// `LWS_CALLBACK_CLIENT_CONFIRM_EXTENSION_SUPPORTED`: an outgoing connection is about
+    /// to offer extension `name`; returning an error leaves it out of the offer. Comes
+    /// before `CLIENT_APPEND_HANDSHAKE_HEADER`.
+    ClientConfirmExtensionSupported {
+        /// The extension's name.
+        name: &'a str,
     },
 }
 

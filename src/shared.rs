@@ -7,6 +7,7 @@
 
 use crate::connection::{flag, Conn};
 use crate::http::DateCache;
+use crate::proto::deflate::DeflatePool;
 use crate::reason::{ConnId, ProtocolId};
 
 /// A request a callback makes of the whole context, carried out after it returns: for all
@@ -73,7 +74,23 @@ pub(crate) struct Shared {
     pub(crate) user: Option<Box<dyn std::any::Any>>,
     /// Connection deadlines and scheduled callbacks (here, so that callbacks can set them).
     pub(crate) timers: crate::timers::Timers,
+    /// permessage-deflate, when the context offers it (`ContextBuilder::permessage_deflate`).
+    pub(crate) deflate: Option<Box<SharedDeflate>>,
 }
+
+/// The context's permessage-deflate: its options, the shared compressors and
+/// decompressors, and the two scratch buffers every connection uses in turn (a message is
+/// compressed or a piece inflated within one call, so one of each is enough).
+pub(crate) struct SharedDeflate {
+    pub(crate) pool: DeflatePool,
+    /// A frame's compressed payload, before its header is written.
+    pub(crate) tx: Vec<u8>,
+    /// Inflated pieces handed to `RECEIVE`.
+    pub(crate) rx: Vec<u8>,
+}
+
+/// Size of an inflated piece (at most; `rx_buffer_size` may cap it lower).
+pub(crate) const INFLATE_PIECE: usize = 64 << 10;
 
 impl Shared {
     /// Queues connection `key` for a read pass in this `service()` call, once.

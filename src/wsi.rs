@@ -296,6 +296,9 @@ impl<'a> Wsi<'a> {
         };
         let control = opcode.is_control();
         let fin = fin || control;
+        if !control && self.conn.deflate.is_some() {
+            return self.write_deflated(data, opcode, fin);
+        }
         if self.conn.has(flag::CLIENT) {
             let mask = self.shared.mask_for(self.conn);
             self.queue(data.len() + 14, |out| {
@@ -315,6 +318,72 @@ impl<'a> Wsi<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A data frame on a connection with permessage-deflate: compressed (RSV1 on the
+    /// message's first frame) unless it is a whole message under the threshold.
+    #[cold]
+    fn write_deflated(&mut self, data: &[u8], opcode: OpCode, fin: bool) -> Result<(), WriteError> {
+        let c = &mut *self.conn;
+        let (Some(cd), Some(sd)) = (c.deflate.as_mut(), self.shared.deflate.as_mut()) else {
+            return Err(WriteError::Closed);
+        };
+        let first = opcode != OpCode::Continuation;
+        if first {
+            cd.tx_compressed = !(fin && data.len() < sd.pool.options().threshold);
+        }
+        // Refuse before compressing: a compressor that took the data cannot take it back.
+        // Deflate output is at most the input plus 5 bytes per 16 KiB stored block, plus
+        // the flush marker.
+        let bound = data.len() + data.len() / 3000 + 64;
+        let unsent = c.unsent();
+        if unsent > 0 && unsent + bound > self.shared.max_unsent {
+            return Err(WriteError::BackPressure);
+        }
+        let mask = self.shared.mask_for(c);
+        let (Some(cd), Some(sd)) = (c.deflate.as_mut(), self.shared.deflate.as_mut()) else {
+            return Err(WriteError::Closed);
+        };
+        let out = c.out.capacity() == 0;
+        if cd.tx_compressed {
+            let mut z = std::mem::take(&mut sd.tx);
+            z.clear();
+            cd.stream.compress(&mut sd.pool, data, first, fin, &mut z);
+            let rsv = if first { 4 } else { 0 };
+            if out {
+                c.out = self.shared.bufs.take();
+            }
+            encoder::encode_frame_rsv(&mut c.out, opcode, fin, rsv, mask, &z);
+            if let Some(sd) = self.shared.deflate.as_mut() {
+                sd.tx = z;
+            }
+        } else {
+            if out {
+                c.out = self.shared.bufs.take();
+            }
+            encoder::encode_frame(&mut c.out, opcode, fin, mask, data);
+        }
+        if fin {
+            c.clear(flag::SENDING_FRAGMENTED);
+        } else {
+            c.set(flag::SENDING_FRAGMENTED);
+        }
+        Ok(())
+    }
+
+    /// The extensions negotiated on this connection, as the `Sec-WebSocket-Extensions`
+    /// value's names (the browser's `ws.extensions`): `"permessage-deflate"` or `""`.
+    pub fn extensions(&self) -> &'static str {
+        if self.conn.deflate.is_some() {
+            crate::proto::deflate::NAME
+        } else {
+            ""
+        }
+    }
+
+    /// The permessage-deflate parameters negotiated on this connection, if any.
+    pub fn deflate_params(&self) -> Option<crate::proto::deflate::Negotiated> {
+        self.conn.deflate.as_ref().map(|d| *d.stream.negotiated())
     }
 
     fn queue(&mut self, len: usize, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), WriteError> {

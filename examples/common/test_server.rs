@@ -316,6 +316,8 @@ pub struct Args {
     pub interface: Option<String>,
     pub resource_path: String,
     pub close_test: bool,
+    /// Offer permessage-deflate (default, as libwebsockets' test server); `--no-deflate`.
+    pub deflate: bool,
     pub level: log::LevelFilter,
     pub tls: tls::TlsArgs,
     pub live: serve::LiveArgs,
@@ -330,6 +332,7 @@ impl Args {
             interface: None,
             resource_path: String::from("www"),
             close_test: false,
+            deflate: true,
             level: log::LevelFilter::Info,
             tls: tls::TlsArgs::default(),
             live: serve::LiveArgs::default(),
@@ -344,13 +347,14 @@ impl Args {
                 "--interface" | "-i" => a.interface = args.next(),
                 "--resource-path" | "-r" => a.resource_path = args.next().expect("--resource-path DIR"),
                 "--closetest" | "-c" => a.close_test = true,
+                "--no-deflate" => a.deflate = false,
                 "-d" | "--debug" => {
                     a.level =
                         wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: {name} [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [-d LWS_LOG_MASK] {} {}",
+                        "usage: {name} [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [--no-deflate] [-d LWS_LOG_MASK] {} {}",
                         tls::USAGE,
                         serve::USAGE
                     );
@@ -409,6 +413,9 @@ impl TestServer {
         }
         if poll.is_some() {
             b = b.external_poll();
+        }
+        if args.deflate {
+            b = b.permessage_deflate(wsreactor::proto::deflate::DeflateOptions::default());
         }
         let ctx = args.tls.apply(args.live.apply(b)).build()?;
         reg.borrow_mut().status = ctx.protocol_by_name("lws-status");

@@ -74,7 +74,7 @@ pub struct ProtocolError {
 }
 
 impl ProtocolError {
-    const fn new(code: u16, reason: &'static str) -> Self {
+    pub(crate) const fn new(code: u16, reason: &'static str) -> Self {
         ProtocolError { code, reason }
     }
 }
@@ -162,6 +162,11 @@ impl FrameDecoder {
     #[inline]
     pub fn remaining(&self) -> u64 {
         self.remaining
+    }
+
+    /// The chunk cap set by [`set_max_chunk`](Self::set_max_chunk) (0: none).
+    pub fn max_chunk(&self) -> usize {
+        self.max_chunk as usize
     }
 
     /// True between a frame's `Start` and its `End`.
@@ -318,6 +323,9 @@ pub enum Event<'a> {
         /// Bytes of the current frame still to come (libwebsockets'
         /// `remaining_packet_payload`).
         remaining: u64,
+        /// The message is compressed (its first frame had RSV1, permessage-deflate): `data`
+        /// is deflate data, not yet validated as UTF-8; see [`super::deflate`].
+        compressed: bool,
     },
     /// A ping with its payload; the receiver of a ping must answer with a pong.
     Ping(&'a [u8]),
@@ -357,6 +365,8 @@ pub struct Receiver {
     frame_fin: bool,
     first_chunk: bool,
     closed: bool,
+    /// The current message is compressed (RSV1 on its first frame).
+    compressed: bool,
 }
 
 impl Receiver {
@@ -372,6 +382,7 @@ impl Receiver {
             frame_fin: false,
             first_chunk: false,
             closed: false,
+            compressed: false,
         }
     }
 
@@ -384,6 +395,13 @@ impl Receiver {
     #[inline]
     pub fn remaining(&self) -> u64 {
         self.frames.remaining()
+    }
+
+    /// Accepts RSV1 as permessage-deflate's "compressed" bit (after negotiating it): data
+    /// events of such messages come with `compressed` set, for
+    /// [`DeflateStream`](super::deflate::DeflateStream) to inflate.
+    pub fn enable_deflate(&mut self) {
+        self.frames.set_allowed_rsv(4);
     }
 
     /// True after a close frame was decoded.
@@ -441,6 +459,12 @@ impl Receiver {
 
     fn start(&mut self, h: FrameHeader) -> Result<Option<Event<'static>>, ProtocolError> {
         if h.opcode.is_control() {
+            if h.rsv & 4 != 0 {
+                return Err(ProtocolError::new(
+                    code::PROTOCOL_ERROR,
+                    "RSV1 on a control frame",
+                ));
+            }
             self.control = Some(h.opcode);
             if h.payload_len == 0 {
                 return self.control_event(h.opcode, &[]).map(Some);
@@ -464,6 +488,19 @@ impl Receiver {
             (OpCode::Text, _) => self.begin_message(Message::Text),
             (OpCode::Binary, _) => self.begin_message(Message::Binary),
             _ => {}
+        }
+        // RSV1 passes the frame decoder only with permessage-deflate (RFC 7692 §6.1): it
+        // marks a message's first frame, never a continuation or a control frame.
+        if h.rsv & 4 != 0 {
+            if h.opcode == OpCode::Continuation {
+                return Err(ProtocolError::new(
+                    code::PROTOCOL_ERROR,
+                    "RSV1 on a continuation frame",
+                ));
+            }
+            self.compressed = true;
+        } else if h.opcode != OpCode::Continuation {
+            self.compressed = false;
         }
         self.msg_len = self.msg_len.saturating_add(h.payload_len);
         if self.msg_len > self.max_message_size {
@@ -495,7 +532,7 @@ impl Receiver {
         let remaining = self.frames.remaining();
         let last = self.frame_fin && remaining == 0;
         let binary = self.message == Message::Binary;
-        if !binary {
+        if !binary && !self.compressed {
             self.utf8
                 .feed(data)
                 .map_err(|_| ProtocolError::new(code::INVALID_PAYLOAD, "invalid UTF-8 in text"))?;
@@ -517,6 +554,7 @@ impl Receiver {
             last,
             frame_last: remaining == 0,
             remaining,
+            compressed: self.compressed,
         })
     }
 

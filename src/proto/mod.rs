@@ -14,6 +14,7 @@
 //! | [`decoder`] | frame and message decoders |
 //! | [`encoder`] | frame encoding |
 //! | [`handshake`] | key/accept, upgrade request validation, 101 response |
+//! | [`deflate`] | permessage-deflate (RFC 7692): negotiation, compression, bounded inflation |
 //!
 //! A complete echo over an in-memory "transport":
 //!
@@ -41,6 +42,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 pub mod frame;
 pub mod handshake;

@@ -10,8 +10,9 @@
 
 use super::Stop;
 use crate::client::{ClientConnect, ProxyChoice, SslMode};
-use crate::connection::{flag, Conn, State};
+use crate::connection::{flag, Conn, ConnDeflate, State};
 use crate::context::Context;
+use crate::proto::deflate::{self, DeflateStream};
 use crate::proto::{handshake, Receiver, Role};
 use crate::proxy::{self, NoProxy, Proxy};
 use crate::readiness::MAX_CONN_KEY;
@@ -58,6 +59,8 @@ pub(crate) struct ClientState {
     proxy: Option<Proxy>,
     /// Through a proxy, for `wss://`: the TLS session to start once the tunnel is up.
     tls_pending: Option<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// We offered permessage-deflate: the response may accept it.
+    deflate_offered: bool,
 }
 
 impl ClientState {
@@ -320,12 +323,14 @@ impl Context {
             error: None,
             proxy: via,
             tls_pending,
+            deflate_offered: false,
         };
         entry.insert(Conn {
             transport,
             out: Vec::new(),
             stash: Vec::new(),
             rx: Receiver::new(Role::Client, self.cfg.limits),
+            deflate: None,
             http: Some(Box::new(HttpState {
                 client: Some(Box::new(client)),
                 ..HttpState::default()
@@ -682,6 +687,19 @@ impl Context {
 
     fn client_send_request(&mut self, k: usize) {
         self.conns[k].set(flag::MAY_READ);
+        let offer = self.deflate_offer(k);
+        let Some(cs) = self
+            .conns
+            .get_mut(k)
+            .and_then(|c| c.http.as_mut())
+            .and_then(|h| h.client.as_mut())
+        else {
+            return;
+        };
+        if let Some(offer) = offer {
+            cs.deflate_offered = true;
+            cs.extra.push(("Sec-WebSocket-Extensions".into(), offer));
+        }
         if self.call(k, Reason::ClientAppendHandshakeHeader).is_err() {
             self.client_fail(k, "refused by CLIENT_APPEND_HANDSHAKE_HEADER".into());
             return;
@@ -708,6 +726,23 @@ impl Context {
         c.state = State::ClientHandshake;
         log::debug!("{}: handshake request sent", c.peer());
         self.flush(k);
+    }
+
+    /// The permessage-deflate offer, if the context offers it, the connection did not opt
+    /// out and the protocol confirms it (`CLIENT_CONFIRM_EXTENSION_SUPPORTED`).
+    fn deflate_offer(&mut self, k: usize) -> Option<String> {
+        let opts = *self.shared.deflate.as_ref()?.pool.options();
+        let cs = self.conns.get(k)?.http.as_ref()?.client.as_ref()?;
+        if cs.info.no_deflate {
+            return None;
+        }
+        if self
+            .call(k, Reason::ClientConfirmExtensionSupported { name: deflate::NAME })
+            .is_err()
+        {
+            return None;
+        }
+        Some(deflate::client_offer(&opts))
     }
 
     /// Reads the server's response head; on success the connection becomes a WebSocket and
@@ -746,14 +781,37 @@ impl Context {
             }
         }
         let cs = hs.client.as_mut().expect("client state");
+        let offered = cs.deflate_offered;
         let checked = handshake::validate_response(status, &cs.key, cs.info.protocols.as_deref(), |n| {
+            // With our offer, the extensions are checked below instead.
+            if offered && n == "sec-websocket-extensions" {
+                return None;
+            }
             response.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_bytes())
         });
+        let deflate = match (&checked, &self.shared.deflate) {
+            (Ok(_), Some(sd)) if offered => {
+                let header = response
+                    .iter()
+                    .find(|(k, _)| k == "sec-websocket-extensions")
+                    .map(|(_, v)| v.as_str())
+                    .filter(|v| !v.trim().is_empty());
+                deflate::client_accept(header, sd.pool.options())
+            }
+            _ => Ok(None),
+        };
         cs.response = response;
         if let Err(e) = checked {
             self.client_fail(k, e.to_string());
             return (buf.len(), Stop::Done);
         }
+        let deflate = match deflate {
+            Ok(d) => d,
+            Err(e) => {
+                self.client_fail(k, e);
+                return (buf.len(), Stop::Done);
+            }
+        };
         if self.call(k, Reason::ClientFilterPreEstablish).is_err() {
             self.client_fail(k, "refused by CLIENT_FILTER_PRE_ESTABLISH".into());
             return (buf.len(), Stop::Done);
@@ -765,6 +823,14 @@ impl Context {
         c.set(flag::UPGRADED);
         c.http = None;
         self.shared.timers.rest(c, k);
+        if let Some(neg) = deflate {
+            c.rx.enable_deflate();
+            c.deflate = Some(Box::new(ConnDeflate {
+                stream: DeflateStream::new(neg),
+                tx_compressed: false,
+                rx_started: false,
+            }));
+        }
         let p = &self.protocols[c.proto as usize];
         c.rx.frames_mut()
             .set_max_chunk(self.shared.rx_chunk(p.rx_buffer_size));

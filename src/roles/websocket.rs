@@ -5,12 +5,13 @@
 //! errors fail the connection with their close code.
 
 use super::Stop;
-use crate::connection::{flag, Conn, State};
+use crate::connection::{flag, Conn, ConnDeflate, State};
 use crate::context::Context;
-use crate::dispatch::deliver_closed;
-use crate::proto::{encoder, handshake, Event, OpCode};
+use crate::dispatch::{deliver_closed, ErasedProtocol};
+use crate::proto::deflate::{self, DeflateStream, Negotiated};
+use crate::proto::{encoder, handshake, Event, OpCode, ProtocolError};
 use crate::reason::Reason;
-use crate::shared::Shared;
+use crate::shared::{Shared, INFLATE_PIECE};
 use crate::wsi::Wsi;
 
 impl Context {
@@ -74,7 +75,10 @@ impl Context {
             self.refuse(k, &e);
             return false;
         }
-        let c = &mut self.conns[k];
+        let deflate = self.negotiate_deflate(k);
+        let Some(c) = self.conns.get_mut(k) else {
+            return false;
+        };
         c.out_buf(&mut self.shared.bufs);
         let Conn { http, out, .. } = c;
         let request = http.as_ref().and_then(|h| h.request.as_ref()).expect("held");
@@ -82,7 +86,29 @@ impl Context {
             .header_bytes("sec-websocket-key")
             .unwrap_or_default()
             .trim_ascii();
-        handshake::write_response(out, key, selected.as_deref(), &[], Some(self.shared.date.date()));
+        let ext_header;
+        let extra: &[(&str, &str)] = match &deflate {
+            Some((_, response)) => {
+                ext_header = [("Sec-WebSocket-Extensions", response.as_str())];
+                &ext_header
+            }
+            None => &[],
+        };
+        handshake::write_response(
+            out,
+            key,
+            selected.as_deref(),
+            extra,
+            Some(self.shared.date.date()),
+        );
+        if let Some((neg, _)) = deflate {
+            c.rx.enable_deflate();
+            c.deflate = Some(Box::new(ConnDeflate {
+                stream: DeflateStream::new(neg),
+                tx_compressed: false,
+                rx_started: false,
+            }));
+        }
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
         self.shared.timers.rest(c, k);
@@ -98,17 +124,39 @@ impl Context {
         true
     }
 
+    /// permessage-deflate for an upgrade: the first acceptable offer, if the context offers
+    /// it and the protocol confirms it (`CONFIRM_EXTENSION_OKAY`).
+    fn negotiate_deflate(&mut self, k: usize) -> Option<(Negotiated, String)> {
+        let opts = *self.shared.deflate.as_ref()?.pool.options();
+        let request = self.conns[k].request()?;
+        let offers: Vec<&str> = request
+            .header_values("sec-websocket-extensions")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .collect();
+        let chosen = deflate::server_negotiate(&offers.join(","), &opts)?;
+        if self
+            .call(k, Reason::ConfirmExtensionOkay { name: deflate::NAME })
+            .is_err()
+        {
+            log::debug!("permessage-deflate refused by CONFIRM_EXTENSION_OKAY");
+            return None;
+        }
+        Some(chosen)
+    }
+
     pub(crate) fn ws_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
         let Context {
             conns,
             protocols,
             shared,
+            cfg,
             ..
         } = self;
         let c = &mut conns[k];
         let handler = &mut protocols[c.proto as usize].handler;
         let session = c.session;
         let client = c.has(flag::CLIENT);
+        let max_message = cfg.limits.max_message_size;
         // Nothing flushes while input is decoded, so `out_pos` stands still and the out
         // buffer's bound (half of max_unsent, see Shared::out_full) is a length to compare.
         let out_limit = shared.max_unsent / 2 + c.out_pos as usize;
@@ -141,9 +189,35 @@ impl Context {
                     first,
                     last,
                     remaining,
+                    compressed,
                     ..
                 } => {
                     if c.has(flag::CLOSE_SENT) {
+                        continue;
+                    }
+                    if compressed {
+                        let piece = protocols_chunk(c.rx.frames_mut().max_chunk());
+                        let msg = Msg {
+                            binary,
+                            first,
+                            last,
+                            remaining,
+                        };
+                        if let Err(e) = deliver_inflated(
+                            c,
+                            shared,
+                            &mut **handler,
+                            (k, session),
+                            data,
+                            msg,
+                            piece,
+                            max_message,
+                        ) {
+                            log::debug!("{}: protocol error: {e}", c.peer());
+                            fail(c, shared, e.code, e.reason);
+                            deliver_closed(&mut **handler, c, shared, k, None, b"");
+                            return (buf.len(), Stop::Done);
+                        }
                         continue;
                     }
                     let mut wsi = Wsi::new(c, shared, k as u32);
@@ -218,4 +292,111 @@ fn fail(c: &mut Conn, shared: &mut Shared, code: u16, reason: &str) {
         c.set(flag::CLOSE_SENT);
     }
     c.set(flag::SHUTDOWN_AFTER_FLUSH);
+}
+
+/// A compressed data event's message flags.
+struct Msg {
+    binary: bool,
+    first: bool,
+    last: bool,
+    remaining: u64,
+}
+
+/// The size of inflated pieces: the protocol's rx buffer size, at most 64 KiB.
+fn protocols_chunk(max_chunk: usize) -> usize {
+    if max_chunk == 0 {
+        INFLATE_PIECE
+    } else {
+        max_chunk.min(INFLATE_PIECE)
+    }
+}
+
+/// Inflates one compressed data chunk and delivers it as `RECEIVE` pieces as they come
+/// (each at most `piece` bytes): `first` on the message's first piece, `last` on its last,
+/// `remaining` the compressed bytes of the frame not yet inflated. The inflated size is
+/// checked against `limit` piece by piece, so a bomb fails after one piece, with 1009.
+#[allow(clippy::too_many_arguments)]
+fn deliver_inflated(
+    c: &mut Conn,
+    shared: &mut Shared,
+    handler: &mut dyn ErasedProtocol,
+    (k, session): (usize, u32),
+    data: &[u8],
+    msg: Msg,
+    piece: usize,
+    limit: u64,
+) -> Result<(), ProtocolError> {
+    let client = c.has(flag::CLIENT);
+    let Some(sd) = shared.deflate.as_mut() else {
+        return Err(ProtocolError::new(1002, "RSV1 without permessage-deflate"));
+    };
+    let mut scratch = std::mem::take(&mut sd.rx);
+    if scratch.len() < piece {
+        scratch.resize(piece, 0);
+    }
+    if msg.first {
+        if let Some(cd) = c.deflate.as_mut() {
+            cd.stream.begin_message(msg.binary);
+            cd.rx_started = false;
+        }
+    }
+    let mut input = data;
+    let result = loop {
+        let (Some(cd), Some(sd)) = (c.deflate.as_mut(), shared.deflate.as_mut()) else {
+            break Err(ProtocolError::new(1002, "RSV1 without permessage-deflate"));
+        };
+        let p = match cd
+            .stream
+            .inflate(&mut sd.pool, input, msg.last, &mut scratch[..piece], limit)
+        {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        input = &input[p.consumed..];
+        let end = msg.last && p.done;
+        if p.produced > 0 || end {
+            let first = !std::mem::replace(&mut cd.rx_started, true);
+            let remaining = if end {
+                0
+            } else {
+                msg.remaining + input.len() as u64
+            };
+            let data = &scratch[..p.produced];
+            let mut wsi = Wsi::new(c, shared, k as u32);
+            wsi.rx_binary = msg.binary;
+            wsi.rx_final = end;
+            wsi.rx_remaining = remaining;
+            let (binary, last) = (msg.binary, end);
+            let reason = if client {
+                Reason::ClientReceive {
+                    data,
+                    binary,
+                    first,
+                    last,
+                    remaining,
+                }
+            } else {
+                Reason::Receive {
+                    data,
+                    binary,
+                    first,
+                    last,
+                    remaining,
+                }
+            };
+            if let Err(e) = handler.call(&mut wsi, session, reason) {
+                wsi.close(e.code, &e.reason);
+            }
+            if c.has(flag::CLOSE_SENT) {
+                break Ok(());
+            }
+        }
+        if p.done {
+            break Ok(());
+        }
+    };
+    if let Some(sd) = shared.deflate.as_mut() {
+        sd.rx = scratch;
+    }
+    result
 }
