@@ -404,8 +404,10 @@ impl Context {
     /// Services one descriptor that an external `poll()` found ready
     /// (`libwebsocket_service_fd`), given with [`external_poll`](crate::ContextBuilder::external_poll):
     /// accepts on a listener, reads and writes on a connection, takes a
-    /// [`CancelHandle::cancel`] wake; then does what [`service_pending`](Self::service_pending)
-    /// does.
+    /// [`CancelHandle::cancel`] wake; then runs what that queued (WRITEABLE callbacks, read
+    /// resumptions, requests) and reports the poll changes. Deadlines, the cycle's clock
+    /// read and connection attempts are [`service_pending`](Self::service_pending)'s, once
+    /// per round of the loop rather than once per descriptor: call it after each round.
     ///
     /// `Ok(true)`: the descriptor is this context's and was serviced (the caller clears its
     /// `revents`). `Ok(false)`: it is not (another context's, the caller's own, or one
@@ -434,7 +436,6 @@ impl Context {
         if revents == 0 {
             return Ok(true);
         }
-        self.cycle_start();
         let mut cancelled = false;
         let mut result = Ok(true);
         if revents & libc::POLLNVAL != 0 {
@@ -456,6 +457,8 @@ impl Context {
                     cancelled =
                         ready.iter().any(|r| r.source == Source::Waker) && self.readiness.take_cancel();
                     self.ready = ready;
+                    // The waker also brings back name resolutions.
+                    self.client_resolved();
                     if let Err(e) = waited {
                         result = Err(e);
                     }
@@ -483,7 +486,11 @@ impl Context {
                 }
             }
         }
-        self.cycle_end(cancelled);
+        if cancelled {
+            self.protocol_event_all(ProtocolEvent::EventWaitCancelled);
+        }
+        self.run_pending();
+        self.report_poll_changes();
         result
     }
 

@@ -375,47 +375,89 @@ fn two_contexts_in_one_loop_a_client_and_a_server() {
 fn del_poll_fd_while_the_loop_goes_through_its_array() {
     init_logger();
     let (set, log) = (PollSet::default(), Log::new());
-    let mut ctx = external(&set, &log, |b| b.handshake_timeout(Duration::from_millis(100)));
-    let port = ctx.local_addr().unwrap().port();
+    // Raw descriptor A's callback closes B when A says "kill".
+    let victim: Arc<Mutex<Option<wsreactor::ConnId>>> = Arc::default();
+    let v = victim.clone();
+    let mut ctx = external(&set, &log, |b| {
+        b.handshake_timeout(Duration::from_millis(100)).protocol(
+            "raw",
+            Recorder::new("raw", &log).hook(move |wsi, r| {
+                if let (Reason::RawRx { data: b"kill" }, Some(id)) = (r, *v.lock().unwrap()) {
+                    wsi.conn(id).close(1000, "");
+                }
+                Ok(())
+            }),
+        )
+    });
+    let raw = ctx.protocol_by_name("raw").unwrap();
     let waker = ctx.as_raw_fd();
+    let (a, mut a_peer) = UnixStream::pair().unwrap();
+    let (b, mut b_peer) = UnixStream::pair().unwrap();
+    let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
+    ctx.adopt_raw(a, raw).unwrap();
+    *victim.lock().unwrap() = Some(ctx.adopt_raw(b, raw).unwrap());
     set.clear_log();
-    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    run_until(&mut [(&mut ctx, &set)], |_| set.added().len() == 1);
-    let conn_fd = set.added()[0].fd;
-    // The array as the loop took it, before the handshake deadline passes; the waker first.
-    let mut snapshot = set.fds();
-    snapshot.sort_by_key(|&(fd, _)| fd != waker);
-    assert!(snapshot.iter().any(|&(fd, _)| fd == conn_fd));
-    std::thread::sleep(Duration::from_millis(150));
-    // Going through the array: the waker is serviced first (a cancel is pending), and the
-    // service expires the silent connection: its DelPollFd comes mid-iteration.
-    ctx.cancel_handle().cancel();
-    let mut serviced_after_del = Vec::new();
-    for (fd, _) in snapshot {
-        let revents = if fd == waker || fd == conn_fd { POLLIN } else { 0 };
-        let deleted_before = set.deleted().contains(&fd);
-        let ours = ctx.service_fd(fd, revents).unwrap();
-        if deleted_before {
-            serviced_after_del.push((fd, ours));
-        }
+    a_peer.write_all(b"kill").unwrap();
+    b_peer.write_all(b"hello").unwrap();
+    // One poll over the array, gone through in order: A's service deletes B, whose entry
+    // (with its revents from the same poll) comes next.
+    let mut fds = vec![pollfd(a_fd, POLLIN), pollfd(b_fd, POLLIN)];
+    assert_eq!(sys_poll(&mut fds, Duration::from_secs(5)), 2);
+    let mut after_del = Vec::new();
+    for p in &fds {
+        let deleted = set.deleted().contains(&p.fd);
+        let ours = ctx.service_fd(p.fd, p.revents).unwrap();
+        after_del.push((p.fd, deleted, ours));
     }
-    assert_eq!(set.deleted(), vec![conn_fd], "{:?}", set.log());
-    // The stale entry is no longer the context's: nothing is done with it.
-    assert_eq!(serviced_after_del, vec![(conn_fd, false)]);
-    assert!(
-        !ctx.service_fd(conn_fd, POLLIN).unwrap(),
-        "a deleted fd is foreign"
+    assert_eq!(
+        after_del,
+        vec![(a_fd, false, true), (b_fd, true, false)],
+        "{:?}",
+        set.log()
     );
+    assert!(!ctx.service_fd(b_fd, POLLIN).unwrap(), "a deleted fd is foreign");
+    assert!(
+        log.snapshot()
+            .iter()
+            .all(|r| !matches!(&r.ev, Ev::Other(s) if s.contains("104, 101, 108"))),
+        "B's bytes were never read"
+    );
+    let mut buf = [0u8; 8];
+    b_peer.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // B was closed (a reset: it was closed with "hello" unread).
+    let r = b_peer.read(&mut buf);
+    assert!(
+        matches!(&r, Ok(0)) || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
+    // The waker, serviced as a descriptor, delivers the cancel.
+    ctx.cancel_handle().cancel();
+    assert!(ctx.service_fd(waker, POLLIN).unwrap());
     assert_eq!(
         log.count(|r| r.ev == Ev::Cancelled && r.proto == "http"),
         1,
         "the waker's cancel was delivered"
     );
-    assert_eq!(ctx.connection_count(), 0);
-    // The peer sees the connection closed.
+    // Deadlines are service_pending's: a silent connection is dropped by it, once due.
+    let port = ctx.local_addr().unwrap().port();
+    set.clear_log();
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    run_until(&mut [(&mut ctx, &set)], |_| set.added().len() == 1);
+    let conn_fd = set.added()[0].fd;
+    assert!(
+        ctx.poll_timeout(Duration::from_secs(10)) <= Duration::from_millis(101),
+        "the deadline bounds the wait"
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    ctx.service_pending().unwrap();
+    assert_eq!(set.deleted(), vec![conn_fd]);
     silent.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut b = [0u8; 16];
-    assert!(matches!((&silent).read(&mut b), Ok(0) | Err(_)));
+    let r = (&silent).read(&mut b);
+    assert!(
+        matches!(&r, Ok(0)) || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
     set.assert_clean();
 }
 
