@@ -120,6 +120,7 @@ pub struct ContextBuilder {
     listens: Vec<crate::listener::Listen>,
     /// `permessage_deflate()`: off when `None`.
     deflate: Option<crate::proto::deflate::DeflateOptions>,
+    topic_options: crate::topics::TopicOptions,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -189,7 +190,16 @@ impl ContextBuilder {
             user: None,
             listens: Vec::new(),
             deflate: None,
+            topic_options: Default::default(),
         }
+    }
+
+    /// The options of topics created by a plain [`Wsi::subscribe`](crate::Wsi::subscribe)
+    /// (queue bound per subscriber and slow-subscriber policy); default: 256 KiB, drop the
+    /// oldest. [`Wsi::subscribe_with`](crate::Wsi::subscribe_with) chooses per topic.
+    pub fn topic_options(mut self, opts: crate::topics::TopicOptions) -> Self {
+        self.topic_options = opts;
+        self
     }
 
     /// Lets the user's own poll loop do the waiting, as libwebsockets does with its
@@ -794,6 +804,8 @@ impl ContextBuilder {
                     rx: Vec::new(),
                 })
             }),
+            topics: crate::topics::Topics::new(self.topic_options),
+            stats: Default::default(),
         };
         let file_cache = self.resource_path.map(|root| {
             FileCache::new(

@@ -284,6 +284,76 @@ impl Context {
             .downcast_mut()
     }
 
+    /// Subscribes connection `id` to `topic`, as [`Wsi::subscribe`]. False for a stale id,
+    /// or if it already was.
+    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        let Some(k) = self.live(id) else {
+            return false;
+        };
+        self.shared.topics.subscribe(k, &mut self.conns[k], topic, None)
+    }
+
+    /// [`subscribe`](Self::subscribe) with the options for a topic it creates.
+    pub fn subscribe_with(&mut self, id: ConnId, topic: &str, opts: crate::TopicOptions) -> bool {
+        let Some(k) = self.live(id) else {
+            return false;
+        };
+        self.shared
+            .topics
+            .subscribe(k, &mut self.conns[k], topic, Some(opts))
+    }
+
+    /// Unsubscribes connection `id` from `topic`. False for a stale id, or if it was not
+    /// subscribed.
+    pub fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        let Some(k) = self.live(id) else {
+            return false;
+        };
+        self.shared.topics.unsubscribe(k, &mut self.conns[k], topic)
+    }
+
+    /// Sends a whole message to every subscriber of `topic` from the loop (a line from
+    /// stdin, a datagram), framed once and shared; sent by the next `service()`. Under
+    /// [`SlowPolicy::PushBack`](crate::SlowPolicy::PushBack) the loop has no reading to
+    /// pause: [`Published::full`](crate::Published::full) says subscribers are full, to
+    /// wait before publishing more.
+    pub fn publish(&mut self, topic: &str, data: &[u8], binary: bool) -> crate::Published {
+        self.shared.topics.publish(topic, data, binary, None)
+    }
+
+    /// The number of subscribers of `topic` (uWebSockets' `numSubscribers`).
+    pub fn num_subscribers(&self, topic: &str) -> usize {
+        self.shared.topics.num_subscribers(topic)
+    }
+
+    /// What the context has done so far, and its connections by state now.
+    ///
+    /// ```
+    /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// let ctx = Context::builder().port(0).protocol("p", P).build()?;
+    /// let s = ctx.stats();
+    /// assert_eq!((s.websocket, s.accepted, s.bytes_in), (0, 0, 0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        let mut s = self.shared.stats;
+        s.topics = self.shared.topics.count();
+        for (_, c) in self.conns.iter() {
+            match c.state {
+                State::Http => s.http += 1,
+                State::Raw => s.raw += 1,
+                State::WebSocket if c.has(flag::CLOSE_SENT) => s.closing += 1,
+                State::WebSocket => s.websocket += 1,
+                State::Draining => s.closing += 1,
+                State::ClientConnecting | State::ClientProxy | State::ClientHandshake => s.connecting += 1,
+            }
+        }
+        s
+    }
+
     /// The context-wide user value given with
     /// [`ContextBuilder::user`](crate::ContextBuilder::user), if it is a `T`
     /// (`libwebsocket_context_user`).
@@ -372,6 +442,9 @@ impl Context {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if let Some(at) = self.next_attempt() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if let Some(at) = self.shared.topics.next_stall() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         // Deadlines are whole milliseconds: round up, so a poll(2) timeout in milliseconds
@@ -735,6 +808,10 @@ impl Context {
                     }
                 }
             }
+        }
+        self.shared.topics.expire_stalls(Instant::now());
+        if self.shared.topics.has_pending() {
+            self.run_topics();
         }
         let resume = std::mem::take(&mut self.shared.resume);
         for (k, gen) in resume {

@@ -225,9 +225,10 @@ impl Context {
             "{}: a protocol callback panicked, closing its connection with 1011: {what}",
             c.peer()
         );
+        self.shared.stats.closed_panic += 1;
         if c.state == State::WebSocket {
             Wsi::new(c, &mut self.shared, k as u32)
-                .close(crate::proto::close::code::INTERNAL_ERROR, "internal error");
+                .close_frame(crate::proto::close::code::INTERNAL_ERROR, "internal error");
         }
         // What is queued (the close frame last) goes out if the socket takes it now; the
         // connection does not wait for the peer's reply, its handler being suspect.
@@ -243,6 +244,7 @@ impl Context {
             // It panicked again in its last callbacks: drop it without them.
             let c = self.conns.remove(k);
             self.readiness.remove_conn(&c);
+            self.shared.topics.drop_conn(k);
             self.protocols[c.proto as usize].handler.drop_session(c.session);
         }
     }

@@ -102,7 +102,7 @@ impl Context {
                 return;
             };
             if c.state != State::Draining {
-                if c.has(flag::RX_PAUSED) {
+                if c.has(flag::RX_PAUSED | flag::TOPIC_PAUSED) {
                     break;
                 }
                 if self.shared.out_full(c) {
@@ -153,6 +153,7 @@ impl Context {
                     Ok(n) => {
                         len += n;
                         self.shared.timers.on_input(c, k);
+                        self.shared.stats.bytes_in += n as u64;
                         // A short read drained the socket (epoll will report new data with
                         // a new edge): skip the read that would only say WouldBlock.
                         if s + n < buf.len() && !c.has(flag::IN_RESUME) {
@@ -301,6 +302,7 @@ impl Context {
                 let before = c.out_pos;
                 let res = c.transport.write_out(&c.out, &mut c.out_pos, last);
                 moved |= c.out_pos != before;
+                self.shared.stats.bytes_out += u64::from(c.out_pos.saturating_sub(before));
                 match res {
                     Ok(Sent::All) => {}
                     Ok(Sent::Blocked) => c.set(flag::WRITE_BLOCKED),
@@ -317,7 +319,7 @@ impl Context {
             }
             // A file response streams one chunk per drained buffer, so a large file never
             // sits in memory and a slow client only holds one chunk.
-            if !self.next_file_chunk(k) {
+            if !self.next_file_chunk(k) && !self.next_topic_frames(k) {
                 break;
             }
         }
@@ -432,10 +434,16 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
+        if c.has(flag::UPGRADED) && !c.has(flag::CLOSE_SENT | flag::CLOSE_RECEIVED) {
+            self.shared.stats.dropped += 1;
+        }
         let handler = &mut *self.protocols[c.proto as usize].handler;
         deliver_closed(handler, c, &mut self.shared, k, None, b"");
         let _ = self.call(k, Reason::WsiDestroy);
         let c = self.conns.remove(k);
+        if c.has(flag::SUBSCRIBED) {
+            self.shared.topics.drop_conn(k);
+        }
         self.readiness.remove_conn(&c);
         self.shared.timers.forget(&c);
         log::debug!("{}: closed", c.peer());

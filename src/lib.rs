@@ -22,6 +22,7 @@
 //! | `libwebsocket_callback_on_writable` | [`Wsi::callback_on_writable`] |
 //! | `libwebsocket_rx_flow_control` | [`Wsi::rx_flow_control`] |
 //! | `libwebsocket_cancel_service` | [`CancelHandle::cancel`] |
+//! | uWebSockets' `subscribe` / `publish` / `numSubscribers` | [`Wsi::subscribe`], [`Wsi::publish`], [`Context::publish`], [`Context::num_subscribers`] ([`topics`]) |
 //! | `lws_set_log_level` | [`set_log_level`] |
 //! | `ssl_cert_filepath`, `ssl_private_key_filepath`, `ssl_ca_filepath`, `ssl_cipher_list` | [`ContextBuilder::ssl_cert_filepath`] and friends |
 //! | `LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT` | [`ContextBuilder::ssl_client_certs`] |
@@ -48,8 +49,10 @@ mod readiness;
 mod reason;
 mod roles;
 mod shared;
+mod stats;
 mod timers;
 mod tls;
+pub mod topics;
 mod transport;
 mod wsi;
 
@@ -62,8 +65,10 @@ pub use reason::{Close, ConnId, PollArgs, ProtocolEvent, ProtocolId, Reason};
 /// The rustls types that appear in this API ([`ContextBuilder::ssl_server_config`],
 /// certificate chains), re-exported so that they match the version used here.
 pub use rustls;
+pub use stats::Stats;
 pub use timers::{PendingTimeout, TimerHandle};
 pub use tls::{ClientCerts, PlainHttp};
+pub use topics::{Published, SlowPolicy, TopicOptions};
 pub use wsi::{ConnRequests, ProtocolContext, WriteError, WriteProtocol, Wsi};
 
 /// The library version (`lws_get_library_version`).

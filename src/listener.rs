@@ -322,6 +322,7 @@ impl Context {
             };
             if self.protocols[0].handler.call_protocol(&mut pc, filter).is_err() {
                 log::debug!("{peer}: refused by FILTER_NETWORK_CONNECTION");
+                self.shared.stats.refused += 1;
                 continue;
             }
             // Linux copies TCP_NODELAY from the listener to accepted sockets (set in
@@ -349,6 +350,7 @@ impl Context {
                     continue;
                 }
             };
+            self.shared.stats.accepted += 1;
             log::debug!("{peer}: accepted as {k}.{}", self.conns[k].gen);
             self.start_http_conn(k);
         }

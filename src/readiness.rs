@@ -155,7 +155,7 @@ fn wanted(c: &Conn) -> i16 {
     if c.state == State::ClientConnecting {
         return POLLOUT;
     }
-    let held = (c.state != State::Draining && c.has(flag::RX_PAUSED | flag::OUT_FULL))
+    let held = (c.state != State::Draining && c.has(flag::RX_PAUSED | flag::TOPIC_PAUSED | flag::OUT_FULL))
         || (!c.stash.is_empty() && !c.has(flag::STASH_INCOMPLETE));
     let mut ev = if held { 0 } else { POLLIN };
     if c.has(flag::WRITE_BLOCKED) {

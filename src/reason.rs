@@ -185,6 +185,15 @@ pub enum Reason<'a> {
     /// `LWS_CALLBACK_RAW_CLOSE`: an adopted raw descriptor is closed (its end of file, an
     /// error, or the callback's error); last before `WSI_DESTROY`.
     RawClose,
+    /// Messages of `topic` were dropped from this subscriber's queue because it was at its
+    /// bound ([`SlowPolicy::DropOldest`](crate::SlowPolicy::DropOldest)); delivered before
+    /// the subscriber's next queued message, so the protocol can tell its client.
+    TopicMissed {
+        /// The topic.
+        topic: &'a str,
+        /// Messages dropped since the last notice.
+        missed: u64,
+    },
     /// A reason of the user's (libwebsockets' `LWS_CALLBACK_USER` and above), sent to
     /// every connection of a protocol with `callback_all_protocol`, or to one connection
     /// with [`Context::callback`](crate::Context::callback) /

@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     pub(crate) timers: crate::timers::Timers,
     /// permessage-deflate, when the context offers it (`ContextBuilder::permessage_deflate`).
     pub(crate) deflate: Option<Box<SharedDeflate>>,
+    /// Topics, their subscribers and queues.
+    pub(crate) topics: crate::topics::Topics,
+    pub(crate) stats: crate::stats::Stats,
 }
 
 /// The context's permessage-deflate: its options, the shared compressors and
@@ -155,6 +158,9 @@ impl Shared {
     }
 
     pub(crate) fn has_pending(&self) -> bool {
-        !self.requests.is_empty() || !self.writable.is_empty() || !self.resume.is_empty()
+        !self.requests.is_empty()
+            || !self.writable.is_empty()
+            || !self.resume.is_empty()
+            || self.topics.has_pending()
     }
 }

@@ -506,6 +506,7 @@ impl Context {
                         }
                     };
                     if let Some(r) = reason {
+                        self.shared.stats.timeouts += 1;
                         self.guarded(Some(key), |ctx| ctx.timed_out(key, r));
                     }
                 }

@@ -14,6 +14,7 @@ use crate::reason::{Close, ConnId, ProtocolId};
 use crate::roles::http::queue_status_page;
 use crate::shared::{ConnOp, CtxRequest, Shared};
 use crate::timers::{Job, PendingTimeout, TimerHandle};
+use crate::topics::{Published, TopicOptions};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -312,6 +313,7 @@ impl<'a> Wsi<'a> {
         }
         if !control {
             if fin {
+                self.shared.stats.messages_out += 1;
                 self.conn.clear(flag::SENDING_FRAGMENTED);
             } else {
                 self.conn.set(flag::SENDING_FRAGMENTED);
@@ -396,6 +398,84 @@ impl<'a> Wsi<'a> {
         Ok(())
     }
 
+    /// Subscribes this connection to `topic` (uWebSockets' `subscribe`): every message
+    /// [`publish`](Self::publish)ed to it is queued for this connection, until it
+    /// unsubscribes or closes. A topic exists while it has subscribers, with the options of
+    /// [`ContextBuilder::topic_options`](crate::ContextBuilder::topic_options). False if
+    /// already subscribed.
+    ///
+    /// ```
+    /// use wsreactor::{Close, Protocol, Reason, Wsi};
+    ///
+    /// /// Every message goes to everyone in the room named by the URL (`/?room=NAME`).
+    /// #[derive(Default)]
+    /// struct Room;
+    ///
+    /// impl Protocol for Room {
+    ///     type Session = String; // the topic
+    ///     fn callback(&mut self, wsi: &mut Wsi<'_>, topic: &mut String, reason: Reason<'_>) -> Result<(), Close> {
+    ///         match reason {
+    ///             Reason::Established => {
+    ///                 *topic = format!("room:{}", wsi.urlarg("room").unwrap_or_default());
+    ///                 wsi.subscribe(topic);
+    ///             }
+    ///             Reason::Receive { data, binary, first: true, last: true, .. } => {
+    ///                 wsi.publish(topic, data, binary); // framed once, shared by all
+    ///             }
+    ///             Reason::TopicMissed { missed, .. } => {
+    ///                 wsi.send_text(&format!("(you missed {missed} messages)"))?;
+    ///             }
+    ///             _ => {}
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        self.shared
+            .topics
+            .subscribe(self.key as usize, self.conn, topic, None)
+    }
+
+    /// [`subscribe`](Self::subscribe), creating the topic with `opts` if it does not exist
+    /// yet (a topic keeps the options of its first subscriber).
+    pub fn subscribe_with(&mut self, topic: &str, opts: TopicOptions) -> bool {
+        self.shared
+            .topics
+            .subscribe(self.key as usize, self.conn, topic, Some(opts))
+    }
+
+    /// Unsubscribes from `topic`, dropping what is still queued of it. False if not
+    /// subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.shared
+            .topics
+            .unsubscribe(self.key as usize, self.conn, topic)
+    }
+
+    /// True if subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.shared
+            .topics
+            .is_subscribed(self.key as usize, self.conn.gen, topic)
+    }
+
+    /// Sends a whole message to every subscriber of `topic` (this connection too, if it is
+    /// one), framed once and shared (uWebSockets' `publish`). Each subscriber's queue is
+    /// bounded by the topic's [`TopicOptions`]; under
+    /// [`SlowPolicy::PushBack`](crate::SlowPolicy::PushBack) this connection stops being
+    /// read while a subscriber is full.
+    pub fn publish(&mut self, topic: &str, data: &[u8], binary: bool) -> Published {
+        self.shared
+            .topics
+            .publish(topic, data, binary, Some((self.key as usize, self.conn)))
+    }
+
+    /// The number of subscribers of `topic` (uWebSockets' `numSubscribers`).
+    pub fn num_subscribers(&self, topic: &str) -> usize {
+        self.shared.topics.num_subscribers(topic)
+    }
+
     /// Sends a whole text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), WriteError> {
         self.write(text.as_bytes(), WriteProtocol::Text)
@@ -410,9 +490,17 @@ impl<'a> Wsi<'a> {
     /// frame). No more `RECEIVE` is delivered; the connection closes when the peer answers,
     /// or after the close timeout. Invalid codes are sent as 1011.
     pub fn close(&mut self, code: u16, reason: &str) {
+        if self.close_frame(code, reason) {
+            self.shared.stats.closed_by_us += 1;
+        }
+    }
+
+    /// Queues the close frame; false if the connection was closing already (or is not a
+    /// WebSocket).
+    pub(crate) fn close_frame(&mut self, code: u16, reason: &str) -> bool {
         let c = &mut *self.conn;
         if c.state != State::WebSocket || c.has(flag::CLOSE_SENT) {
-            return;
+            return false;
         }
         let code = if crate::proto::close::is_valid_code(code) {
             code
@@ -422,6 +510,7 @@ impl<'a> Wsi<'a> {
         let mask = self.shared.mask_for(c);
         encoder::encode_close(c.out_buf(&mut self.shared.bufs), Some(code), reason, mask);
         c.set(flag::CLOSE_SENT);
+        true
     }
 
     /// What a callback's error asks of its connection: a full send queue waits for room

@@ -831,6 +831,7 @@ impl Context {
                 rx_started: false,
             }));
         }
+        self.shared.stats.handshakes += 1;
         let p = &self.protocols[c.proto as usize];
         c.rx.frames_mut()
             .set_max_chunk(self.shared.rx_chunk(p.rx_buffer_size));

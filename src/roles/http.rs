@@ -251,6 +251,7 @@ impl Context {
             hs.body = body;
             hs.body_seen = 0;
         }
+        self.shared.stats.http_requests += 1;
         if let Err(e) = self.call(k, Reason::FilterHttpConnection { uri: &uri }) {
             log::debug!("refused by FILTER_HTTP_CONNECTION: {} {}", e.code, e.reason);
             self.refuse(k, &e);
@@ -375,6 +376,7 @@ impl Context {
     /// Refuses a request as a filter's (or `HTTP`'s) error says: its HTTP status and text,
     /// else a plain 403; then closes.
     pub(crate) fn refuse(&mut self, k: usize, e: &crate::reason::Close) {
+        self.shared.stats.refused += 1;
         let status = e.http_status_code().unwrap_or(403);
         let text = (status == e.code && !e.reason.is_empty()).then_some(&*e.reason);
         self.respond_and_close(k, status, text, &[]);

@@ -35,6 +35,7 @@ impl Context {
             } else {
                 &[]
             };
+            self.shared.stats.refused += 1;
             self.respond_and_close(k, e.status(), Some(e.reason()), extra);
             return false;
         }
@@ -62,6 +63,7 @@ impl Context {
         }
         let Some((pid, selected)) = chosen else {
             log::debug!("{}: no offered sub-protocol is known", c.peer());
+            self.shared.stats.refused += 1;
             self.respond_and_close(k, 400, Some("No known sub-protocol"), &[]);
             return false;
         };
@@ -112,6 +114,7 @@ impl Context {
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
         self.shared.timers.rest(c, k);
+        self.shared.stats.handshakes += 1;
         c.clear(flag::KEEP_ALIVE | flag::HTTP_RESPONDED);
         let rx_chunk = self.shared.rx_chunk(self.protocols[pid].rx_buffer_size);
         c.rx.frames_mut().set_max_chunk(rx_chunk);
@@ -162,7 +165,7 @@ impl Context {
         let out_limit = shared.max_unsent / 2 + c.out_pos as usize;
         let mut pos = 0;
         loop {
-            if c.has(flag::RX_PAUSED) {
+            if c.has(flag::RX_PAUSED | flag::TOPIC_PAUSED) {
                 return (pos, Stop::Paused);
             }
             if c.out.len() > out_limit {
@@ -194,6 +197,9 @@ impl Context {
                 } => {
                     if c.has(flag::CLOSE_SENT) {
                         continue;
+                    }
+                    if last {
+                        shared.stats.messages_in += 1;
                     }
                     if compressed {
                         let piece = protocols_chunk(c.rx.frames_mut().max_chunk());
@@ -268,6 +274,7 @@ impl Context {
                 } => {
                     c.set(flag::CLOSE_RECEIVED | flag::SHUTDOWN_AFTER_FLUSH);
                     if !c.has(flag::CLOSE_SENT) {
+                        shared.stats.closed_by_peer += 1;
                         // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an
                         // empty one.
                         let mask = shared.mask_for(c);
@@ -287,6 +294,7 @@ impl Context {
 /// is awaited.
 fn fail(c: &mut Conn, shared: &mut Shared, code: u16, reason: &str) {
     if !c.has(flag::CLOSE_SENT) {
+        shared.stats.closed_protocol_error += 1;
         let mask = shared.mask_for(c);
         encoder::encode_close(c.out_buf(&mut shared.bufs), Some(code), reason, mask);
         c.set(flag::CLOSE_SENT);
