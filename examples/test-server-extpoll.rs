@@ -39,7 +39,7 @@ fn main() -> std::io::Result<()> {
             // Our own 50 ms tick bounds the wait (the context may ask for less).
             extpoll::round(&mut ctx, &fds, next.saturating_duration_since(Instant::now()))?;
             if Instant::now() >= next {
-                ctx.callback_on_writable_all_protocol(dumb);
+                test_server::tick(&mut ctx, dumb);
                 next += tick;
                 if next < Instant::now() {
                     next = Instant::now() + tick;

@@ -23,8 +23,8 @@
 //! | --- | --- |
 //! | `http-only` | the first protocol: HTTP requests, left to the built-in file server |
 //! | `dumb-increment-protocol` | a text counter every 50 ms, from 0 per connection; `reset\n` sets it to 0 |
-//! | `lws-mirror-protocol` | every message goes to every client of the same room (`?mirror=NAME`), through a bounded ring with rx flow control for slow clients |
-//! | `lws-status` | a JSON list of the live WebSocket connections, sent whenever it changes |
+//! | `lws-mirror-protocol` | every message goes to every client of the same room (`?mirror=NAME`), through the room's topic: each member's queue bounded (1 MiB), the oldest skipped for a member that does not read |
+//! | `lws-status` | a JSON list of the live WebSocket connections when a watcher joins, then at most every 500 ms what changed (`added`, `removed`) and the server's `stats` |
 //! | `echo` | echoes each message |
 
 #[path = "common/serve.rs"]
@@ -52,7 +52,7 @@ fn main() -> std::io::Result<()> {
         while !stop.stopped() {
             ctx.service(next.saturating_duration_since(Instant::now()))?;
             if Instant::now() >= next {
-                ctx.callback_on_writable_all_protocol(dumb);
+                test_server::tick(&mut ctx, dumb);
                 next += tick;
                 if next < Instant::now() {
                     next = Instant::now() + tick;

@@ -49,6 +49,9 @@ impl CancelHandle {
 
 /// The reactor (libwebsockets' `struct libwebsocket_context`).
 ///
+/// Dropping it closes every connection: open WebSockets get a close frame 1001 (going
+/// away), see [its `Drop`](#impl-Drop-for-Context).
+///
 /// ```no_run
 /// use wsreactor::{Close, Context, Protocol, Reason, Wsi, WriteProtocol};
 /// use std::time::Duration;
@@ -864,8 +867,12 @@ impl AsFd for Context {
 }
 
 impl Drop for Context {
-    /// Closes every connection (with their CLOSED callbacks) and sends
-    /// `PROTOCOL_DESTROY` (`libwebsocket_context_destroy`).
+    /// Closes every connection and sends `PROTOCOL_DESTROY`
+    /// (`libwebsocket_context_destroy`). Each open WebSocket that has not sent its close
+    /// frame yet gets one with code **1001** (going away) and no reason, written straight to
+    /// the socket without waiting for the peer's answer (if the kernel's buffer is full, it
+    /// is lost and the peer sees the TCP connection end instead); then every connection's
+    /// `CLOSED` (or `CLOSED_HTTP`) and `WSI_DESTROY` callbacks run and its socket closes.
     fn drop(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {

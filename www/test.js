@@ -313,18 +313,39 @@
     });
   }
 
+  function toConn(c) {
+    return {
+      id: Number(c.id),
+      peer: String(c.peer === undefined ? "" : c.peer),
+      protocol: String(c.protocol === undefined ? "" : c.protocol),
+      since: Number(c.since)
+    };
+  }
+
+  function isObj(c) { return c && typeof c === "object"; }
+
+  function renderStats(st) {
+    var lines = [];
+    Object.keys(st).forEach(function (k) { lines.push(k + ": " + String(st[k])); });
+    $("ws_stats").textContent = lines.join("\n");
+  }
+
+  /* The server sends the whole list once when this socket opens ({"connections": [...]}),
+     then, at most a few times a second, what changed ({"added": [...], "removed": [ids]})
+     and its statistics ({"stats": {...}}). */
   function onStatus(data) {
     var j;
     try { j = JSON.parse(data); } catch (e) { return; }
-    if (!j || !Array.isArray(j.connections)) return;
-    conns = j.connections.filter(function (c) { return c && typeof c === "object"; }).map(function (c) {
-      return {
-        id: Number(c.id),
-        peer: String(c.peer === undefined ? "" : c.peer),
-        protocol: String(c.protocol === undefined ? "" : c.protocol),
-        since: Number(c.since)
-      };
-    }).sort(function (a, b) { return a.id - b.id; });
+    if (!isObj(j)) return;
+    if (Array.isArray(j.connections)) conns = j.connections.filter(isObj).map(toConn);
+    if (Array.isArray(j.removed)) {
+      var gone = {};
+      j.removed.forEach(function (id) { gone[Number(id)] = true; });
+      conns = conns.filter(function (c) { return !gone[c.id]; });
+    }
+    if (Array.isArray(j.added)) conns = conns.concat(j.added.filter(isObj).map(toConn));
+    conns.sort(function (a, b) { return a.id - b.id; });
+    if (isObj(j.stats)) renderStats(j.stats);
     renderStatus();
   }
 

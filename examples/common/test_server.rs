@@ -5,54 +5,138 @@
 //! | --- | --- |
 //! | `http-only` | the first protocol: HTTP requests, left to the built-in file server (and, with an external loop, the poll array) |
 //! | `dumb-increment-protocol` | a text counter every 50 ms, from 0 per connection; `reset\n` sets it to 0 |
-//! | `lws-mirror-protocol` | every message goes to every client of the same room (`?mirror=NAME`), through a bounded ring with rx flow control for slow clients |
-//! | `lws-status` | a JSON list of the live WebSocket connections, sent whenever it changes |
+//! | `lws-mirror-protocol` | every message goes to every client of the same room (`?mirror=NAME`), through the room's topic: each member's queue bounded (1 MiB), the oldest skipped for a member that does not read |
+//! | `lws-status` | a JSON list of the live WebSocket connections when a watcher joins, then at most every 500 ms what changed (`added`, `removed`) and the server's `stats` |
 //! | `echo` | echoes each message |
 
 use crate::extpoll::{self, PollArray};
 use crate::serve;
 use crate::tls;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wsreactor::{
-    Close, ConnId, Context, Protocol, ProtocolContext, ProtocolEvent, ProtocolId, Reason, WriteProtocol, Wsi,
+    Close, ConnId, Context, Protocol, ProtocolContext, ProtocolEvent, ProtocolId, Reason, SlowPolicy,
+    TopicOptions, WriteProtocol, Wsi,
 };
 
-/// What `lws-status` reports: the live WebSocket connections, shared by all protocols.
+/// The topic lws-status watchers subscribe to.
+const STATUS_TOPIC: &str = "lws-status";
+/// Status updates go out at most this often, carrying what changed since the last one.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+/// The whole list a new watcher gets is cut at this many entries.
+const STATUS_MAX_LIST: usize = 1000;
+
+/// What `lws-status` reports: the live WebSocket connections, shared by all protocols as
+/// the context's user value. Changes are collected between updates.
 #[derive(Default)]
 struct Registry {
     live: BTreeMap<ConnId, (String, &'static str, u128)>,
-    version: u64,
-    status: Option<ProtocolId>,
+    added: Vec<ConnId>,
+    removed: Vec<ConnId>,
+    /// 50 ms ticks since the last status update.
+    ticks: u32,
 }
 
-type Shared = Rc<RefCell<Registry>>;
+impl Registry {
+    fn entry_json(out: &mut String, id: ConnId, (peer, proto, since): &(String, &'static str, u128)) {
+        let _ = write!(
+            out,
+            "{{\"id\":{},\"peer\":\"{peer}\",\"protocol\":\"{proto}\",\"since\":{since}}}",
+            id.as_u64()
+        );
+    }
+
+    /// The whole list, for a watcher that just joined.
+    fn full_json(&self) -> String {
+        let mut json = String::from("{\"connections\":[");
+        for (i, (id, e)) in self.live.iter().take(STATUS_MAX_LIST).enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            Self::entry_json(&mut json, *id, e);
+        }
+        let _ = write!(json, "],\"total\":{}}}", self.live.len());
+        json
+    }
+
+    /// What changed since the last call, and the server's statistics; clears the changes.
+    fn delta_json(&mut self, stats: &wsreactor::Stats) -> String {
+        let mut json = String::from("{\"added\":[");
+        let mut first = true;
+        for id in self.added.drain(..) {
+            if let Some(e) = self.live.get(&id) {
+                if !first {
+                    json.push(',');
+                }
+                first = false;
+                Self::entry_json(&mut json, id, e);
+            }
+        }
+        json.push_str("],\"removed\":[");
+        for (i, id) in self.removed.drain(..).enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            let _ = write!(json, "{}", id.as_u64());
+        }
+        let _ = write!(json, "],\"stats\":{}}}", stats_json(stats));
+        json
+    }
+}
+
+fn stats_json(s: &wsreactor::Stats) -> String {
+    format!(
+        "{{\"http\":{},\"websocket\":{},\"closing\":{},\"topics\":{},\"accepted\":{},\"handshakes\":{},\
+         \"refused\":{},\"bytes_in\":{},\"bytes_out\":{},\"messages_in\":{},\"messages_out\":{},\
+         \"closed_by_peer\":{},\"closed_by_us\":{},\"closed_protocol_error\":{},\"closed_panic\":{},\
+         \"closed_slow\":{},\"dropped\":{},\"timeouts\":{}}}",
+        s.http,
+        s.websocket,
+        s.closing,
+        s.topics,
+        s.accepted,
+        s.handshakes,
+        s.refused,
+        s.bytes_in,
+        s.bytes_out,
+        s.messages_in,
+        s.messages_out,
+        s.closed_by_peer,
+        s.closed_by_us,
+        s.closed_protocol_error,
+        s.closed_panic,
+        s.closed_slow,
+        s.dropped,
+        s.timeouts
+    )
+}
 
 /// Keeps the registry up to date from any protocol's callback.
-fn track(reg: &Shared, wsi: &mut Wsi<'_>, reason: &Reason<'_>, name: &'static str) {
-    let changed = {
-        let mut r = reg.borrow_mut();
-        match reason {
-            Reason::Established => {
-                let since = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                r.live
-                    .insert(wsi.id(), (wsi.peer_addr().to_string(), name, since));
-                true
-            }
-            Reason::Closed { .. } => r.live.remove(&wsi.id()).is_some(),
-            _ => false,
-        }
+fn track(wsi: &mut Wsi<'_>, reason: &Reason<'_>, name: &'static str) {
+    let id = wsi.id();
+    let peer = matches!(reason, Reason::Established).then(|| wsi.peer_addr().to_string());
+    let Some(r) = wsi.user_mut::<Registry>() else {
+        return;
     };
-    if changed {
-        let mut r = reg.borrow_mut();
-        r.version += 1;
-        if let Some(s) = r.status {
-            wsi.callback_on_writable_all_protocol(s);
+    match reason {
+        Reason::Established => {
+            let since = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            r.live.insert(id, (peer.unwrap_or_default(), name, since));
+            r.added.push(id);
         }
+        Reason::Closed { .. } if r.live.remove(&id).is_some() => {
+            // One that came and went between two updates is no news.
+            match r.added.iter().position(|&a| a == id) {
+                Some(i) => {
+                    r.added.swap_remove(i);
+                }
+                None => r.removed.push(id),
+            }
+        }
+        _ => {}
     }
 }
 
@@ -86,14 +170,13 @@ impl Protocol for HttpOnly {
 
 /// `dumb-increment-protocol`.
 struct DumbIncrement {
-    reg: Shared,
     close_test: bool,
 }
 
 impl Protocol for DumbIncrement {
     type Session = u32;
     fn callback(&mut self, wsi: &mut Wsi<'_>, number: &mut u32, reason: Reason<'_>) -> Result<(), Close> {
-        track(&self.reg, wsi, &reason, "dumb-increment-protocol");
+        track(wsi, &reason, "dumb-increment-protocol");
         match reason {
             Reason::Established => *number = 0,
             Reason::ServerWriteable => {
@@ -111,46 +194,26 @@ impl Protocol for DumbIncrement {
     }
 }
 
-/// Messages kept per mirror room (libwebsockets' `MAX_MESSAGE_QUEUE`).
-const RING: u64 = 256;
 /// Largest mirrored message.
 const MAX_MIRROR_MESSAGE: usize = 4 << 20;
 
-struct Room {
-    /// Sequence number of `msgs[0]`.
-    base: u64,
-    msgs: VecDeque<(Rc<[u8]>, bool)>,
-    /// Each member's next sequence number to send.
-    members: HashMap<ConnId, u64>,
-}
-
-impl Room {
-    fn head(&self) -> u64 {
-        self.base + self.msgs.len() as u64
-    }
-
-    /// Drops messages every member has been sent.
-    fn trim(&mut self) {
-        let low = self.members.values().copied().min().unwrap_or(self.head());
-        while self.base < low && !self.msgs.is_empty() {
-            self.msgs.pop_front();
-            self.base += 1;
-        }
-    }
-}
+/// Each mirror room is a topic: a member's queue holds at most this much of it (besides a
+/// message larger than that, alone); past it the oldest are skipped for that member, so a
+/// member that does not read holds neither the room nor more memory than this.
+const MIRROR_TOPIC: TopicOptions = TopicOptions {
+    max_queued: 1 << 20,
+    policy: SlowPolicy::DropOldest,
+};
 
 #[derive(Default)]
 struct MirrorSession {
-    room: String,
+    topic: String,
     partial: Vec<u8>,
-    paused: bool,
 }
 
-/// `lws-mirror-protocol`: relays each whole message to every client of its room.
-struct Mirror {
-    reg: Shared,
-    rooms: HashMap<String, Room>,
-}
+/// `lws-mirror-protocol`: relays each whole message to every client of its room
+/// (`?mirror=NAME`, the sender included), through the room's topic.
+struct Mirror;
 
 impl Protocol for Mirror {
     type Session = MirrorSession;
@@ -160,22 +223,11 @@ impl Protocol for Mirror {
         s: &mut MirrorSession,
         reason: Reason<'_>,
     ) -> Result<(), Close> {
-        track(&self.reg, wsi, &reason, "lws-mirror-protocol");
+        track(wsi, &reason, "lws-mirror-protocol");
         match reason {
             Reason::Established => {
-                s.room = wsi
-                    .uri()
-                    .and_then(|u| u.split_once('?'))
-                    .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("mirror=")))
-                    .unwrap_or("")
-                    .to_owned();
-                let room = self.rooms.entry(s.room.clone()).or_insert_with(|| Room {
-                    base: 0,
-                    msgs: VecDeque::new(),
-                    members: HashMap::new(),
-                });
-                // A newcomer starts with what arrives from now on.
-                room.members.insert(wsi.id(), room.head());
+                s.topic = format!("mirror:{}", wsi.urlarg("mirror").unwrap_or_default());
+                wsi.subscribe_with(&s.topic, MIRROR_TOPIC);
             }
             Reason::Receive {
                 data, binary, last, ..
@@ -184,63 +236,9 @@ impl Protocol for Mirror {
                     return Err(Close::new(1009, "mirror message too big"));
                 }
                 s.partial.extend_from_slice(data);
-                if !last {
-                    return Ok(());
-                }
-                let msg: Rc<[u8]> = std::mem::take(&mut s.partial).into();
-                let Some(room) = self.rooms.get_mut(&s.room) else {
-                    return Ok(());
-                };
-                room.msgs.push_back((msg, binary));
-                let low = room.members.values().copied().min().unwrap_or(0);
-                // Slow readers hold the ring: stop reading from senders when it nears full,
-                // as libwebsockets' mirror does, until the readers catch up.
-                if room.head() - low > RING - 16 {
-                    wsi.rx_flow_control(false);
-                    s.paused = true;
-                }
-                wsi.callback_on_writable_all_protocol(wsi.protocol());
-            }
-            Reason::ServerWriteable => {
-                let id = wsi.id();
-                let Some(room) = self.rooms.get_mut(&s.room) else {
-                    return Ok(());
-                };
-                let Some(&next) = room.members.get(&id) else {
-                    return Ok(());
-                };
-                let mut seq = next.max(room.base);
-                // Several messages per WRITEABLE while they are small; then ask again.
-                while seq < room.head() && wsi.unsent_len() < 64 << 10 {
-                    let (msg, binary) = &room.msgs[(seq - room.base) as usize];
-                    let wp = if *binary {
-                        WriteProtocol::Binary
-                    } else {
-                        WriteProtocol::Text
-                    };
-                    if wsi.write(msg, wp).is_err() {
-                        break;
-                    }
-                    seq += 1;
-                }
-                room.members.insert(id, seq);
-                if seq < room.head() {
-                    wsi.callback_on_writable();
-                }
-                room.trim();
-                if room.head() - room.base < RING / 2 {
-                    wsi.rx_flow_allow_all_protocol(wsi.protocol());
-                }
-            }
-            Reason::Closed { .. } => {
-                if let Some(room) = self.rooms.get_mut(&s.room) {
-                    room.members.remove(&wsi.id());
-                    room.trim();
-                    if room.members.is_empty() {
-                        self.rooms.remove(&s.room);
-                    } else {
-                        wsi.rx_flow_allow_all_protocol(wsi.protocol());
-                    }
+                if last {
+                    let msg = std::mem::take(&mut s.partial);
+                    wsi.publish(&s.topic, &msg, binary);
                 }
             }
             _ => {}
@@ -249,48 +247,34 @@ impl Protocol for Mirror {
     }
 }
 
-/// `lws-status`: the live connections as JSON, whenever they change.
-struct Status {
-    reg: Shared,
-}
+/// `lws-status`: the live connections as JSON: the whole list to a watcher when it
+/// joins, then (from the main loop, through a topic) what changed, at most every
+/// `STATUS_EVERY`, with the server's statistics.
+struct Status;
 
 impl Protocol for Status {
-    /// The registry version last sent.
-    type Session = u64;
-    fn callback(&mut self, wsi: &mut Wsi<'_>, sent: &mut u64, reason: Reason<'_>) -> Result<(), Close> {
-        track(&self.reg, wsi, &reason, "lws-status");
-        if let Reason::ServerWriteable = reason {
-            let r = self.reg.borrow();
-            if *sent == r.version {
-                return Ok(());
-            }
-            let mut json = String::from("{\"connections\":[");
-            for (i, (id, (peer, proto, since))) in r.live.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                json.push_str(&format!(
-                    "{{\"id\":{},\"peer\":\"{peer}\",\"protocol\":\"{proto}\",\"since\":{since}}}",
-                    id.as_u64()
-                ));
-            }
-            json.push_str("]}");
-            wsi.send_text(&json)?;
-            *sent = r.version;
+    type Session = ();
+    fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+        track(wsi, &reason, "lws-status");
+        if let Reason::Established = reason {
+            let full = wsi
+                .user::<Registry>()
+                .map(Registry::full_json)
+                .unwrap_or_default();
+            wsi.send_text(&full)?;
+            wsi.subscribe(STATUS_TOPIC);
         }
         Ok(())
     }
 }
 
 /// `echo`.
-struct Echo {
-    reg: Shared,
-}
+struct Echo;
 
 impl Protocol for Echo {
     type Session = ();
     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
-        track(&self.reg, wsi, &reason, "echo");
+        track(wsi, &reason, "echo");
         if let Reason::Receive {
             data,
             binary,
@@ -381,10 +365,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn build(args: &Args, poll: Option<PollArray>) -> std::io::Result<TestServer> {
-        let reg: Shared = Rc::default();
         let mut b = Context::builder()
             .port(args.port)
             .resource_path(&args.resource_path)
+            .user(Registry::default())
             .protocol(
                 "http-only",
                 HttpOnly {
@@ -395,19 +379,12 @@ impl TestServer {
             .protocol(
                 "dumb-increment-protocol",
                 DumbIncrement {
-                    reg: reg.clone(),
                     close_test: args.close_test,
                 },
             )
-            .protocol(
-                "lws-mirror-protocol",
-                Mirror {
-                    reg: reg.clone(),
-                    rooms: HashMap::new(),
-                },
-            )
-            .protocol("lws-status", Status { reg: reg.clone() })
-            .protocol("echo", Echo { reg: reg.clone() });
+            .protocol("lws-mirror-protocol", Mirror)
+            .protocol("lws-status", Status)
+            .protocol("echo", Echo);
         if let Some(i) = &args.interface {
             b = b.interface(i);
         }
@@ -418,7 +395,6 @@ impl TestServer {
             b = b.permessage_deflate(wsreactor::proto::deflate::DeflateOptions::default());
         }
         let ctx = args.tls.apply(args.live.apply(b)).build()?;
-        reg.borrow_mut().status = ctx.protocol_by_name("lws-status");
         let dumb = ctx
             .protocol_by_name("dumb-increment-protocol")
             .expect("registered");
@@ -430,5 +406,27 @@ impl TestServer {
             args.resource_path
         );
         Ok(TestServer { ctx, dumb })
+    }
+}
+
+/// The main loop's 50 ms tick: the dumb-increment counters, and every `STATUS_EVERY` the
+/// lws-status update (what changed, and the statistics) to the watchers' topic.
+pub fn tick(ctx: &mut Context, dumb: ProtocolId) {
+    ctx.callback_on_writable_all_protocol(dumb);
+    let stats = ctx.stats();
+    let watched = ctx.num_subscribers(STATUS_TOPIC) > 0;
+    let reg = ctx.user_mut::<Registry>().expect("set at build");
+    reg.ticks += 1;
+    if u128::from(reg.ticks) * 50 < STATUS_EVERY.as_millis() {
+        return;
+    }
+    reg.ticks = 0;
+    if watched {
+        let delta = reg.delta_json(&stats);
+        ctx.publish(STATUS_TOPIC, delta.as_bytes(), false);
+    } else {
+        // Nobody to tell: a watcher that joins gets the whole list anyway.
+        reg.added.clear();
+        reg.removed.clear();
     }
 }
