@@ -722,6 +722,11 @@ impl Context {
     /// closed (at most `grace`, and a close handshake's own timeout beyond). What the
     /// examples do on SIGINT and SIGTERM:
     ///
+    /// With [`external_poll`](crate::ContextBuilder::external_poll) there is no loop of
+    /// the context's own to wait in: this is an error (`InvalidInput`) and does nothing;
+    /// call [`shutdown`](Self::shutdown) and keep the program's loop going until
+    /// [`is_shut_down`](Self::is_shut_down).
+    ///
     /// ```no_run
     /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
     /// # use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
@@ -740,6 +745,13 @@ impl Context {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn graceful_shutdown(&mut self, grace: Duration) -> io::Result<()> {
+        if self.readiness.is_external() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "graceful_shutdown: an external_poll context has no loop of its own to wait in; \
+                 call shutdown() and run your loop until is_shut_down()",
+            ));
+        }
         self.shutdown(grace);
         while !self.is_shut_down() {
             self.service(grace)?;

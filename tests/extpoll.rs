@@ -695,3 +695,36 @@ fn adopted_socket_and_raw_descriptor_through_the_external_loop() {
         .any(|r| matches!(&r.ev, Ev::Other(s) if s == "RawClose")));
     set.assert_clean();
 }
+
+#[test]
+fn shutdown_through_the_external_loop() {
+    init_logger();
+    let (set, log) = (PollSet::default(), Log::new());
+    let mut ctx = external(&set, &log, |b| b);
+    let port = ctx.local_addr().unwrap().port();
+    let listener_fd = set
+        .fds()
+        .into_iter()
+        .find(|&(f, _)| f != ctx.as_raw_fd())
+        .unwrap()
+        .0;
+    // Waiting in a loop it does not have is refused, and changes nothing.
+    let e = ctx.graceful_shutdown(Duration::from_secs(1)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(!ctx.is_shut_down());
+    let client = std::thread::spawn(move || {
+        let mut c = Client::open_proto(port, "echo");
+        c.send_text("before");
+        c.expect_text("before");
+        c.expect_close()
+    });
+    run_until(&mut [(&mut ctx, &set)], |_| log.messages(None).len() == 1);
+    set.clear_log();
+    ctx.shutdown(Duration::from_secs(5));
+    // The listener goes at once (reported by shutdown itself), the WebSocket gets its 1001
+    // through the loop.
+    assert!(set.deleted().contains(&listener_fd), "{:?}", set.log());
+    run_until(&mut [(&mut ctx, &set)], |c| c[0].0.is_shut_down());
+    assert_eq!(client.join().unwrap().0, Some(1001));
+    set.assert_clean();
+}
