@@ -4,7 +4,13 @@
 //! ```text
 //! client-bench echo URL [--conns 100] [--depth 16] [--size 16] [--secs 5]
 //! client-bench idle URL [--conns 10000] [--hold 5]
+//! ... [--json 1] [--deflate 1] [--warm 1]
 //! ```
+//!
+//! `--json 1` sends text messages of `size` bytes of JSON-like records (compressible)
+//! instead of binary `x`s; `--deflate 1` offers permessage-deflate (and reports how many
+//! connections negotiated it); `--warm 1` makes each idle connection send one message
+//! first, so that a server keeping per-connection compressors has made them.
 //!
 //! `echo` keeps `depth` messages of `size` bytes in flight on each connection and prints
 //! messages per second and this process's CPU time per message; `idle` opens the
@@ -23,11 +29,43 @@ struct Counters {
     established: usize,
     failed: usize,
     received: u64,
+    deflated: usize,
+}
+
+impl Load {
+    fn send(&self, wsi: &mut Wsi<'_>) -> Result<(), Close> {
+        if self.text {
+            wsi.write(&self.payload, wsreactor::WriteProtocol::Text)?;
+        } else {
+            wsi.send_binary(&self.payload)?;
+        }
+        Ok(())
+    }
+}
+
+/// `n` bytes of JSON-like records: the compressible text of the deflate benchmark.
+fn json_like(n: usize) -> Vec<u8> {
+    let mut s = String::from("[");
+    let mut i = 0u64;
+    while s.len() < n {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"user\":\"user{}\",\"active\":{},\"score\":{},\"tags\":[\"a\",\"b{}\"]}},",
+            i % 97,
+            i % 3 == 0,
+            (i * 7919) % 10007,
+            i % 5
+        ));
+        i += 1;
+    }
+    s.truncate(n);
+    s.into_bytes()
 }
 
 struct Load {
     depth: usize,
     payload: Vec<u8>,
+    text: bool,
+    warm: bool,
     echo: bool,
     n: std::rc::Rc<std::cell::RefCell<Counters>>,
 }
@@ -38,11 +76,16 @@ impl Protocol for Load {
     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
         match reason {
             Reason::ClientEstablished => {
-                self.n.borrow_mut().established += 1;
+                let mut n = self.n.borrow_mut();
+                n.established += 1;
+                n.deflated += usize::from(!wsi.extensions().is_empty());
+                drop(n);
                 if self.echo {
                     for _ in 0..self.depth {
-                        wsi.send_binary(&self.payload)?;
+                        self.send(wsi)?;
                     }
+                } else if self.warm {
+                    self.send(wsi)?;
                 }
             }
             Reason::ClientConnectionError { reason } => {
@@ -54,7 +97,9 @@ impl Protocol for Load {
             }
             Reason::ClientReceive { last: true, .. } => {
                 self.n.borrow_mut().received += 1;
-                wsi.send_binary(&self.payload)?;
+                if self.echo {
+                    self.send(wsi)?;
+                }
             }
             _ => {}
         }
@@ -67,6 +112,7 @@ fn main() -> std::io::Result<()> {
     let mode = args.next().unwrap_or_default();
     let url = args.next().unwrap_or_default();
     let (mut conns, mut depth, mut size, mut secs, mut hold) = (0usize, 16usize, 16usize, 5u64, 5u64);
+    let (mut json, mut deflate, mut warm) = (false, false, false);
     while let Some(a) = args.next() {
         let v = args.next().and_then(|v| v.parse::<u64>().ok()).expect("a number");
         match a.as_str() {
@@ -75,6 +121,9 @@ fn main() -> std::io::Result<()> {
             "--size" => size = v as usize,
             "--secs" => secs = v,
             "--hold" => hold = v,
+            "--json" => json = v != 0,
+            "--deflate" => deflate = v != 0,
+            "--warm" => warm = v != 0,
             other => panic!("client-bench: unknown option {other}"),
         }
     }
@@ -92,19 +141,25 @@ fn main() -> std::io::Result<()> {
         conns = if echo { 100 } else { 10_000 };
     }
     let n = std::rc::Rc::new(std::cell::RefCell::new(Counters::default()));
-    let mut ctx = Context::builder()
+    let mut b = Context::builder()
         .no_listen()
         .handshake_timeout(Duration::from_secs(30))
+        .max_message_size(64 << 20)
         .protocol(
             "load",
             Load {
                 depth,
-                payload: vec![b'x'; size],
+                payload: if json { json_like(size) } else { vec![b'x'; size] },
+                text: json,
+                warm,
                 echo,
                 n: n.clone(),
             },
-        )
-        .build()?;
+        );
+    if deflate {
+        b = b.permessage_deflate(wsreactor::proto::deflate::DeflateOptions::default());
+    }
+    let mut ctx = b.build()?;
     let info =
         ClientConnect::url(&url).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let rss0 = rss_kb();
@@ -121,7 +176,7 @@ fn main() -> std::io::Result<()> {
             break;
         }
     }
-    let (est, failed) = (n.borrow().established, n.borrow().failed);
+    let (est, failed, deflated) = (n.borrow().established, n.borrow().failed, n.borrow().deflated);
     if !echo {
         let end = Instant::now() + Duration::from_secs(hold);
         while Instant::now() < end {
@@ -129,7 +184,7 @@ fn main() -> std::io::Result<()> {
         }
         let rss1 = rss_kb();
         println!(
-            "RESULT mode=idle established={est} failed={failed} rss_before_kb={rss0} rss_after_kb={rss1} bytes_per_conn={}",
+            "RESULT mode=idle established={est} failed={failed} deflated={deflated} rss_before_kb={rss0} rss_after_kb={rss1} bytes_per_conn={}",
             (rss1.saturating_sub(rss0) * 1024) / est.max(1) as u64
         );
         return Ok(());
@@ -144,8 +199,9 @@ fn main() -> std::io::Result<()> {
         t0.elapsed().as_secs_f64(),
     );
     println!(
-        "RESULT mode=echo established={est} failed={failed} msgs={msgs} msgs_per_s={:.0} client_cpu_s={cpu:.2} client_us_per_msg={:.3}",
+        "RESULT mode=echo established={est} failed={failed} deflated={deflated} msgs={msgs} msgs_per_s={:.0} mb_per_s={:.2} client_cpu_s={cpu:.2} client_us_per_msg={:.3}",
         msgs as f64 / wall,
+        (msgs as f64 * size as f64) / wall / 1e6,
         cpu * 1e6 / msgs.max(1) as f64
     );
     Ok(())

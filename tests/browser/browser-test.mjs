@@ -302,6 +302,17 @@ async function main() {
       return JSON.stringify(msg);
     });
 
+    await check("permessage-deflate negotiated on every socket (ws.extensions)", async () => {
+      // test-server offers it by default; EXPECT_EXTENSIONS="" for a server run --no-deflate.
+      const want = process.env.EXPECT_EXTENSIONS ?? "permessage-deflate";
+      const got = await page1.evaluate(() => Object.entries(window.wsreactorTest.channels)
+        .filter(([, ch]) => ch.ws).map(([k, ch]) => `${k}=${ch.ws.extensions}`));
+      if (got.length < 4) fail(`only ${got.length} sockets open: ${got.join(", ")}`);
+      const bad = got.filter((g) => g.split("=")[1] !== want);
+      if (bad.length) fail(`extensions not ${JSON.stringify(want)}: ${bad.join(", ")}`);
+      return got.join(", ");
+    });
+
     await check(`every WebSocket is ${TLS ? "wss" : "ws"}:// to the page's own host`, async () => {
       const want = `${TLS ? "wss" : "ws"}://${new URL(baseUrl).host}/`;
       if (wsUrls.length < 8) fail(`only ${wsUrls.length} WebSockets seen (2 pages x 4 protocols): ${wsUrls.join(", ")}`);
