@@ -32,6 +32,8 @@
 #![forbid(unsafe_code)]
 
 mod adopt;
+#[cfg(feature = "redis")]
+pub mod backplane;
 pub mod blocking;
 mod builder;
 mod client;
