@@ -12,6 +12,7 @@
 #                              # the browser test through nginx (tests/nginx/serve.sh)
 #   SKIP_BROWSER=1 scripts/test.sh   # without the browser tests
 #   SKIP_INTEROP=1 scripts/test.sh   # without the interop checks
+#   SKIP_REDIS=1 scripts/test.sh     # without the Redis backplane tests (feature redis)
 #   SKIP_CAPI=1 scripts/test.sh      # without the C ABI checks (wsreactor-c/tests/run.sh)
 #
 # Needs: cargo (rustup), python3 with venv (conformance), node/npm + Debian chromium
@@ -49,6 +50,9 @@ cargo clippy --all-targets -- -D warnings
 step "cargo doc (rustdoc warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "cargo test (unit, integration over loopback, proptest fuzz, doc tests)"
+# Some tests run the example programs (target/debug/examples/NAME), which cargo test
+# builds but does not put there.
+cargo build --examples
 cargo test --all-targets
 cargo test --doc
 step "build release examples"
@@ -180,5 +184,19 @@ fi
 if [[ -z "${SKIP_CAPI:-}" ]]; then
   step "C ABI: wsServer and libwebsockets-style APIs from C (gcc) and Guile, Python websockets client"
   ARTIFACTS="$ART" wsreactor-c/tests/run.sh
+fi
+if [[ -z "${SKIP_REDIS:-}" ]]; then
+  step "Redis backplane (feature redis): clippy, the link and two contexts against Debian's redis-server, mirror rooms across two test-servers in Chromium"
+  command -v redis-server >/dev/null || {
+    SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server </dev/null
+  }
+  cargo clippy --all-targets --features redis -- -D warnings
+  cargo test --features redis --lib backplane
+  cargo test --features redis --test backplane --test backplane_link
+  # last: this rebuilds target/release/examples/test-server with the feature
+  cargo build --release --features redis --example test-server
+  [[ -n "${SKIP_BROWSER:-}" ]] || ARTIFACTS="$ART" tests/redis/run.sh "$ROOT/target/release/examples/test-server"
 fi
 step "all tests passed"

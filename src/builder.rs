@@ -121,6 +121,8 @@ pub struct ContextBuilder {
     /// `permessage_deflate()`: off when `None`.
     deflate: Option<crate::proto::deflate::DeflateOptions>,
     topic_options: crate::topics::TopicOptions,
+    #[cfg(feature = "redis")]
+    redis: Option<(String, crate::backplane::LinkConfig)>,
 }
 
 /// The settings the reactor reads while running (the rest are used up by `build`).
@@ -191,7 +193,26 @@ impl ContextBuilder {
             listens: Vec::new(),
             deflate: None,
             topic_options: Default::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
+    }
+    /// Topics across processes (cargo feature `redis`): the context joins the Redis (or
+    /// Valkey, Redis 6 or later) pub/sub server at `url`
+    /// (`redis://[[user]:password@]host[:port][/db]`). Each topic with local subscribers
+    /// is one Redis subscription of this process; a message published here goes to the
+    /// local subscribers at once and to the other processes through `PUBLISH`; one from
+    /// another process is delivered to the local subscribers as if published here. Delivery
+    /// across processes is at most once, as Redis pub/sub is. The connection lives in this
+    /// context's loop (no thread, no runtime); when Redis is unreachable local delivery
+    /// goes on, the link reconnects with backoff and resubscribes, and publishes meanwhile
+    /// are queued or dropped as `config` says (counted in
+    /// [`Context::backplane_stats`](crate::Context::backplane_stats)). A bad URL fails
+    /// `build()`.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: &str, config: crate::backplane::LinkConfig) -> Self {
+        self.redis = Some((url.to_owned(), config));
+        self
     }
 
     /// The options of topics created by a plain [`Wsi::subscribe`](crate::Wsi::subscribe)
@@ -844,7 +865,16 @@ impl ContextBuilder {
             starved: 0,
             refused: 0,
             shutting_down: false,
+            #[cfg(feature = "redis")]
+            backplane: None,
         };
+        #[cfg(feature = "redis")]
+        if let Some((url, config)) = self.redis {
+            let url = crate::backplane::RedisUrl::parse(&url)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            ctx.backplane = Some(Box::new(crate::backplane::Backplane::new(url, config)));
+            ctx.shared.topics.bridge = Some(Vec::new());
+        }
         ctx.protocol_event_all(ProtocolEvent::Init);
         ctx.report_poll_changes();
         Ok(ctx)

@@ -31,6 +31,12 @@ pub(crate) enum State {
     ClientHandshake,
     /// An adopted raw descriptor: bytes in and out as they are, `RAW_*` reasons.
     Raw,
+    /// The Redis backplane's connection, connecting (no protocol sees it).
+    #[cfg(feature = "redis")]
+    BackplaneConnecting,
+    /// The Redis backplane's connection, connected: its bytes go to the link.
+    #[cfg(feature = "redis")]
+    Backplane,
     /// Output flushed and write side shut down: reading and discarding until the peer's
     /// EOF or the deadline, so that our last bytes are not lost to a reset.
     Draining,

@@ -109,6 +109,9 @@ pub struct Context {
     pub(crate) refused: u64,
     /// [`shutdown`](Context::shutdown) was called.
     pub(crate) shutting_down: bool,
+    /// The Redis backplane, when configured.
+    #[cfg(feature = "redis")]
+    pub(crate) backplane: Option<Box<crate::backplane::Backplane>>,
 }
 
 impl Context {
@@ -145,6 +148,11 @@ impl Context {
 
     /// The number of open connections (HTTP and WebSocket).
     pub fn connection_count(&self) -> usize {
+        // The Redis backplane's connection is the context's own, not one of the user's.
+        #[cfg(feature = "redis")]
+        if self.backplane.as_ref().is_some_and(|b| b.has_conn()) {
+            return self.conns.len() - 1;
+        }
         self.conns.len()
     }
 
@@ -352,6 +360,9 @@ impl Context {
                 State::WebSocket => s.websocket += 1,
                 State::Draining => s.closing += 1,
                 State::ClientConnecting | State::ClientProxy | State::ClientHandshake => s.connecting += 1,
+                // The backplane's link has its own figures (`backplane_stats`).
+                #[cfg(feature = "redis")]
+                State::Backplane | State::BackplaneConnecting => {}
             }
         }
         s
@@ -448,6 +459,10 @@ impl Context {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if let Some(at) = self.shared.topics.next_stall() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        #[cfg(feature = "redis")]
+        if let Some(at) = self.backplane_timeout() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         // Deadlines are whole milliseconds: round up, so a poll(2) timeout in milliseconds
@@ -588,6 +603,10 @@ impl Context {
         self.expire(Instant::now());
         if !self.attempts.is_empty() {
             self.client_attempts(Instant::now());
+        }
+        #[cfg(feature = "redis")]
+        if self.backplane.is_some() {
+            self.backplane_service(Instant::now());
         }
         self.report_poll_changes();
     }

@@ -26,6 +26,21 @@ const FLUSH_WHILE_READING: usize = 64 << 10;
 
 impl Context {
     pub(crate) fn conn_event(&mut self, k: usize, ev: &Ready) {
+        #[cfg(feature = "redis")]
+        if self
+            .conns
+            .get(k)
+            .is_some_and(|c| c.state == State::BackplaneConnecting)
+        {
+            self.backplane_connect_event(k);
+            if self
+                .conns
+                .get(k)
+                .is_none_or(|c| c.state == State::BackplaneConnecting)
+            {
+                return;
+            }
+        }
         if self
             .conns
             .get(k)
@@ -260,6 +275,10 @@ impl Context {
                 State::ClientConnecting => (buf.len() - pos, Stop::Done),
                 State::Draining => (buf.len() - pos, Stop::Done),
                 State::Raw => self.raw_input(k, &buf[pos..]),
+                #[cfg(feature = "redis")]
+                State::Backplane => self.backplane_input(k, &buf[pos..]),
+                #[cfg(feature = "redis")]
+                State::BackplaneConnecting => (buf.len() - pos, Stop::Done),
             };
             pos += n;
             if stop != Stop::Switched {
@@ -411,6 +430,11 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
+        #[cfg(feature = "redis")]
+        if matches!(c.state, State::Backplane | State::BackplaneConnecting) {
+            self.backplane_removed(k);
+            return;
+        }
         // Writes from these last callbacks have nowhere to go.
         c.state = State::Draining;
         let handler = &mut *self.protocols[c.proto as usize].handler;

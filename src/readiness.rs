@@ -155,6 +155,10 @@ fn wanted(c: &Conn) -> i16 {
     if c.state == State::ClientConnecting {
         return POLLOUT;
     }
+    #[cfg(feature = "redis")]
+    if c.state == State::BackplaneConnecting {
+        return POLLOUT;
+    }
     let held = (c.state != State::Draining && c.has(flag::RX_PAUSED | flag::TOPIC_PAUSED | flag::OUT_FULL))
         || (!c.stash.is_empty() && !c.has(flag::STASH_INCOMPLETE));
     let mut ev = if held { 0 } else { POLLIN };

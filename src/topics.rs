@@ -149,6 +149,22 @@ pub(crate) struct Topics {
     pub(crate) unpause: Vec<(u32, u32)>,
     /// Push-back subscribers that became full: (since, slot, generation, topic).
     stalls: Vec<(Instant, u32, u32, u32)>,
+    /// With a Redis backplane: what other processes must hear of (topics created and
+    /// gone, publishes), drained by the backplane each cycle. `None` without one.
+    #[cfg(feature = "redis")]
+    pub(crate) bridge: Option<Vec<BridgeOp>>,
+}
+
+/// A topic change for the backplane.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub(crate) enum BridgeOp {
+    /// The first local subscriber joined.
+    Subscribe(Box<str>),
+    /// The last local subscriber left.
+    Unsubscribe(Box<str>),
+    /// A message published here.
+    Publish(Box<str>, Vec<u8>, bool),
 }
 
 fn frame_cost(f: &[u8]) -> usize {
@@ -210,6 +226,10 @@ impl Topics {
                     paused: Vec::new(),
                 }) as u32;
                 self.names.insert(name.into(), t);
+                #[cfg(feature = "redis")]
+                if let Some(b) = &mut self.bridge {
+                    b.push(BridgeOp::Subscribe(name.into()));
+                }
                 t
             }
         };
@@ -294,6 +314,10 @@ impl Topics {
             self.unpause.append(&mut topic.paused);
             let name = self.list.remove(t as usize).name;
             self.names.remove(&name);
+            #[cfg(feature = "redis")]
+            if let Some(b) = &mut self.bridge {
+                b.push(BridgeOp::Unsubscribe(name));
+            }
         }
     }
 
@@ -311,6 +335,23 @@ impl Topics {
     /// Queues `data` for every subscriber of `name`, framed once. `publisher`: the
     /// connection publishing, paused under push-back.
     pub(crate) fn publish(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        binary: bool,
+        publisher: Option<(usize, &mut Conn)>,
+    ) -> Published {
+        #[cfg(feature = "redis")]
+        if let Some(b) = &mut self.bridge {
+            // Other processes may have subscribers even when this one has none.
+            b.push(BridgeOp::Publish(name.into(), data.to_vec(), binary));
+        }
+        self.publish_here(name, data, binary, publisher)
+    }
+
+    /// [`publish`](Self::publish) to this process' subscribers only: a message that came
+    /// from another process through the backplane.
+    pub(crate) fn publish_here(
         &mut self,
         name: &str,
         data: &[u8],

@@ -305,6 +305,8 @@ pub struct Args {
     pub level: log::LevelFilter,
     pub tls: tls::TlsArgs,
     pub live: serve::LiveArgs,
+    /// `--redis URL`: mirror rooms span every test server on that Redis (feature `redis`).
+    pub redis: Option<String>,
 }
 
 impl Args {
@@ -320,6 +322,7 @@ impl Args {
             level: log::LevelFilter::Info,
             tls: tls::TlsArgs::default(),
             live: serve::LiveArgs::default(),
+            redis: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -332,13 +335,14 @@ impl Args {
                 "--resource-path" | "-r" => a.resource_path = args.next().expect("--resource-path DIR"),
                 "--closetest" | "-c" => a.close_test = true,
                 "--no-deflate" => a.deflate = false,
+                "--redis" => a.redis = Some(args.next().expect("--redis redis://HOST:PORT/")),
                 "-d" | "--debug" => {
                     a.level =
                         wsreactor::lws_log_level(args.next().and_then(|v| v.parse().ok()).expect("-d MASK"))
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: {name} [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [--no-deflate] [-d LWS_LOG_MASK] {} {}",
+                        "usage: {name} [--port 7681] [--interface ADDR|IFACE] [--resource-path www] [--closetest] [--no-deflate] [--redis URL] [-d LWS_LOG_MASK] {} {}",
                         tls::USAGE,
                         serve::USAGE
                     );
@@ -394,6 +398,9 @@ impl TestServer {
         if args.deflate {
             b = b.permessage_deflate(wsreactor::proto::deflate::DeflateOptions::default());
         }
+        if let Some(url) = &args.redis {
+            b = with_redis(b, url)?;
+        }
         let ctx = args.tls.apply(args.live.apply(b)).build()?;
         let dumb = ctx
             .protocol_by_name("dumb-increment-protocol")
@@ -407,6 +414,26 @@ impl TestServer {
         );
         Ok(TestServer { ctx, dumb })
     }
+}
+
+/// Mirror rooms across processes through Redis; lws-status stays per process (it lists
+/// this server's connections).
+#[cfg(feature = "redis")]
+fn with_redis(b: wsreactor::ContextBuilder, url: &str) -> std::io::Result<wsreactor::ContextBuilder> {
+    let cfg = wsreactor::backplane::LinkConfig {
+        bridged: |topic| topic.starts_with("mirror:"),
+        ..Default::default()
+    };
+    log::info!("mirror rooms shared through {url}");
+    Ok(b.redis(url, cfg))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: wsreactor::ContextBuilder, _: &str) -> std::io::Result<wsreactor::ContextBuilder> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "--redis: built without the redis feature (cargo build --features redis)",
+    ))
 }
 
 /// The main loop's 50 ms tick: the dumb-increment counters, and every `STATUS_EVERY` the

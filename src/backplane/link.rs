@@ -139,6 +139,9 @@ pub struct LinkConfig {
     /// Bytes queued towards Redis before publishes are dropped (and counted) rather than
     /// buffered: a stalled Redis must not grow our memory without bound.
     pub max_unsent: usize,
+    /// Which topics span processes; the others stay local (a per-process status feed,
+    /// say). Default: all.
+    pub bridged: fn(&str) -> bool,
 }
 
 impl Default for LinkConfig {
@@ -150,6 +153,7 @@ impl Default for LinkConfig {
             max_backoff: Duration::from_secs(5),
             max_frame: 16 << 20,
             max_unsent: 8 << 20,
+            bridged: |_| true,
         }
     }
 }
@@ -325,6 +329,11 @@ impl Link {
         self.state = State::Down(now + self.backoff);
         self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
         self.events.push_back(LinkEvent::Down(why.to_owned()));
+    }
+
+    /// Whether `topic` spans processes ([`LinkConfig::bridged`]).
+    pub fn bridges(&self, topic: &str) -> bool {
+        (self.cfg.bridged)(topic)
     }
 
     /// The first local subscriber joined `topic`.

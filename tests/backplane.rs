@@ -1,0 +1,249 @@
+//! Topics across two contexts (two "processes") through a real `redis-server` started here
+//! on loopback (Debian's; stopped by PID): 200 clients split over both receive every one of
+//! 1,000 messages, in order per sender; Redis killed (local delivery goes on) and restarted
+//! (cross delivery resumes); a fake Redis answering garbage makes the backplane reconnect
+//! without harming clients. Needs the `redis` feature and `redis-server` on PATH.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wsreactor::backplane::LinkConfig;
+use wsreactor::{Close, ContextBuilder, Protocol, Reason, Wsi};
+
+struct Redis(Child);
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (apt-get install redis-server)");
+        let end = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis(child)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every connection joins topic "room"; what one sends is published to the room.
+#[derive(Default)]
+struct Room;
+
+impl Protocol for Room {
+    type Session = ();
+    fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+        match reason {
+            Reason::Established => {
+                wsi.subscribe("room");
+            }
+            Reason::Receive { data, binary, .. } => {
+                wsi.publish("room", data, binary);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn server(redis_url: &str) -> Server {
+    let url = redis_url.to_owned();
+    let quick = LinkConfig {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(300),
+        ..LinkConfig::default()
+    };
+    Server::start(&Log::new(), move |b: ContextBuilder| {
+        b.protocol("room", Room).redis(&url, quick)
+    })
+}
+
+/// Sends probes from `from` until one reaches `to` (Redis confirms SUBSCRIBE
+/// asynchronously, and after a restart both sides resubscribe): true if one did in `secs`.
+fn until_linked(from: &mut Client, to: &mut Client, tag: &str, secs: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    to.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut n = 0;
+    let linked = loop {
+        if Instant::now() > end {
+            break false;
+        }
+        n += 1;
+        from.send_text(&format!("probe {tag} {n}"));
+        let got = loop {
+            match to.try_read_frame() {
+                Ok(Some(f)) if String::from_utf8_lossy(&f.payload).starts_with(&format!("probe {tag}")) => {
+                    break true
+                }
+                Ok(Some(_)) => continue,
+                _ => break false,
+            }
+        };
+        if got {
+            break true;
+        }
+    };
+    to.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    linked
+}
+
+/// Reads text messages until `want` non-probe ones arrived.
+fn read_messages(c: &mut Client, want: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(want);
+    while got.len() < want {
+        match c.read_msg() {
+            Msg::Text(t) if t.starts_with("probe") => {}
+            Msg::Text(t) => got.push(t),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn two_processes_share_a_room_through_redis() {
+    let rport = free_port();
+    let mut redis = Redis::start(rport);
+    let url = format!("redis://127.0.0.1:{rport}/");
+    let (a, b) = (server(&url), server(&url));
+    let mut on_a: Vec<Client> = (0..100).map(|_| Client::open(a.port)).collect();
+    let mut on_b: Vec<Client> = (0..100).map(|_| Client::open(b.port)).collect();
+    // each client hears its own publishes too; the senders are one on each side
+    assert!(
+        until_linked(&mut on_a[0], &mut on_b[0], "a->b", 5),
+        "A's publishes never reached B"
+    );
+    assert!(
+        until_linked(&mut on_b[0], &mut on_a[0], "b->a", 5),
+        "B's publishes never reached A"
+    );
+    // drain the probes everyone got
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        while !c.quiet_for(Duration::from_millis(20)) {
+            let _ = c.read_msg();
+        }
+    }
+    for i in 0..500 {
+        on_a[0].send_text(&format!("a {i}"));
+        on_b[0].send_text(&format!("b {i}"));
+    }
+    for (side, c) in on_a
+        .iter_mut()
+        .map(|c| ("A", c))
+        .chain(on_b.iter_mut().map(|c| ("B", c)))
+    {
+        let got = read_messages(c, 1000);
+        let from_a: Vec<&String> = got.iter().filter(|m| m.starts_with("a ")).collect();
+        let from_b: Vec<&String> = got.iter().filter(|m| m.starts_with("b ")).collect();
+        let want_a: Vec<String> = (0..500).map(|i| format!("a {i}")).collect();
+        let want_b: Vec<String> = (0..500).map(|i| format!("b {i}")).collect();
+        assert!(
+            from_a
+                .iter()
+                .map(|s| s.as_str())
+                .eq(want_a.iter().map(|s| s.as_str())),
+            "a client on {side}: A's messages out of order or missing"
+        );
+        assert!(
+            from_b
+                .iter()
+                .map(|s| s.as_str())
+                .eq(want_b.iter().map(|s| s.as_str())),
+            "a client on {side}: B's messages out of order or missing"
+        );
+    }
+    let (up, stats) = a.with_ctx(|ctx| ctx.backplane_stats().unwrap());
+    assert!(up);
+    assert!(
+        stats.published >= 500 && stats.delivered >= 500 && stats.own_skipped >= 500,
+        "{stats:?}"
+    );
+
+    // Redis killed: local delivery goes on at once
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    let t = Instant::now();
+    on_a[0].send_text("local while down");
+    for c in on_a.iter_mut().take(10) {
+        assert_eq!(read_messages(c, 1), ["local while down"]);
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "local delivery waited for Redis: {:?}",
+        t.elapsed()
+    );
+    // back: cross delivery resumes within a few seconds
+    redis = Redis::start(rport);
+    let t = Instant::now();
+    assert!(
+        until_linked(&mut on_a[0], &mut on_b[0], "again", 10),
+        "cross-process delivery did not resume"
+    );
+    println!("cross delivery resumed {:?} after the restart", t.elapsed());
+    let (_, stats) = b.with_ctx(|ctx| ctx.backplane_stats().unwrap());
+    assert!(stats.connects >= 2 && stats.downs >= 1, "{stats:?}");
+    drop(redis);
+}
+
+#[test]
+fn garbage_from_a_fake_redis_reconnects_without_harming_clients() {
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = fake.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s2 = served.clone();
+    std::thread::spawn(move || {
+        for s in fake.incoming().take(6) {
+            let Ok(mut s) = s else { break };
+            s2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n\x00\xff garbage");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let a = server(&format!("redis://127.0.0.1:{port}/"));
+    let mut c = Client::open(a.port);
+    assert!(
+        eventually(Duration::from_secs(5), || served
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 3),
+        "the backplane did not reconnect"
+    );
+    c.send_text("still here");
+    assert_eq!(read_messages(&mut c, 1), ["still here"]);
+    let (up, stats) = a.with_ctx(|ctx| ctx.backplane_stats().unwrap());
+    assert!(!up);
+    assert!(stats.connects >= 3 && stats.downs >= 3, "{stats:?}");
+}
