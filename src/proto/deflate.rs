@@ -512,6 +512,8 @@ pub struct DeflateStream {
     /// ends the message (so a last frame with nothing new to say stays empty and the
     /// message still ends at a flush point, as RFC 7692 §7.2.1 wants).
     held: bool,
+    /// The outgoing message has put compressed bytes on the wire.
+    tx_bytes: bool,
     /// The current message had compressed bytes (an empty payload gets no tail: the tail
     /// alone is not a whole block, and an empty payload can only mean an empty message).
     fed: bool,
@@ -545,6 +547,7 @@ impl DeflateStream {
             ended: false,
             fed: false,
             held: false,
+            tx_bytes: false,
         }
     }
 
@@ -566,10 +569,13 @@ impl DeflateStream {
         &mut self,
         pool: &mut DeflatePool,
         data: &[u8],
-        _first: bool,
+        first: bool,
         fin: bool,
         out: &mut Vec<u8>,
     ) {
+        if first {
+            self.tx_bytes = false;
+        }
         let bits = self.neg.tx_window_bits;
         let mut z = match self.tx.take() {
             Some(z) => z,
@@ -601,6 +607,13 @@ impl DeflateStream {
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
             self.held = !fin;
+        }
+        self.tx_bytes |= out.len() > start;
+        if fin && !self.tx_bytes {
+            // Nothing new since the last flush (an empty message with context taken over):
+            // an empty payload plus the receiver's tail would be half a block. One 0x00 is
+            // an empty stored block's header, which the tail completes (RFC 7692 §7.2.3.6).
+            out.push(0);
         }
         if fin && self.neg.tx_no_context_takeover {
             pool.give_tx(bits, z);
@@ -924,7 +937,7 @@ mod tests {
             DeflateStream::new(Negotiated::default()),
         );
         let mut out = [0u8; 256];
-        for msg in [[&b"abcabcabc"[..], b""], [b"second", b""], [b"", b"third"]] {
+        for msg in [[&b"abcabcabc"[..], b""], [b"second", b""], [b"", b""], [b"", b"third"]] {
             let (mut f1, mut f2) = (Vec::new(), Vec::new());
             tx.compress(&mut pool, msg[0], true, false, &mut f1);
             tx.compress(&mut pool, msg[1], false, true, &mut f2);
@@ -935,6 +948,9 @@ mod tests {
             assert!(a.done && b.done);
             got.extend_from_slice(&out[..b.produced]);
             assert_eq!(got, [msg[0], msg[1]].concat());
+            // A peer that always appends the tail (as zlib users do) must be able to inflate
+            // what we sent: never an empty payload for a whole message.
+            assert!(!(f1.is_empty() && f2.is_empty()), "{msg:?}");
         }
     }
 

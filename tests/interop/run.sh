@@ -23,6 +23,9 @@
 #      echo server (tests/interop/ws_echo_server.py), ws:// and wss:// (--insecure, and
 #      verified with --cafile against the server's certificate; without either the
 #      self-signed certificate is refused): text, binary, ping and close.
+#   6b. permessage-deflate with Python websockets both ways: its client offering every
+#      parameter combination to echo-server --deflate, our client (client-bench --deflate)
+#      against its server demanding each server-side combination.
 #   7. The blocking client (blocking-echo-check --proxy) against our echo-server through
 #      Debian's tinyproxy (HTTP CONNECT, basic auth, ConnectPort limited to the echo
 #      servers' ports), ws:// and wss:// (TLS inside the tunnel, --insecure); a wrong
@@ -69,7 +72,7 @@ if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
   timeout 300 "$VENV/bin/pip" install -q --disable-pip-version-check websockets </dev/null
 fi
 fi
-for b in echo-server "$TS" test-client blocking-echo-check; do
+for b in echo-server "$TS" test-client blocking-echo-check client-bench; do
   [[ -x "$EX/$b" ]] || { echo "no $EX/$b (cargo build --release --examples)" >&2; exit 2; }
 done
 
@@ -287,6 +290,33 @@ blocking_check() { # NAME URL [--insecure]
 }
 py_echo python-echo-plain
 blocking_check blocking-client-plain "ws://127.0.0.1:$port/"
+
+# --- 6b. permessage-deflate with Python websockets, both directions -------------------
+# Its client offers each parameter combination (48) to echo-server --deflate; then our
+# client (client-bench, 10 connections offering deflate) echoes 16 KiB JSON-like text for
+# a second with a websockets server demanding each server-side combination.
+start echo-server-deflate "$EX/echo-server" --deflate
+if timeout 120 "$VENV/bin/python" "$HERE/deflate_check.py" client "ws://127.0.0.1:$port/" \
+  >"$OUT/python-deflate-client.log" 2>&1 </dev/null; then
+  pass "python websockets client, permessage-deflate: $(grep -c '^ok ' "$OUT/python-deflate-client.log") parameter combinations negotiated and echoed"
+else
+  fail "python-deflate-client: $(grep -m1 -E 'FAIL|Error' "$OUT/python-deflate-client.log") (log $OUT/python-deflate-client.log)"
+fi
+for combo in "0 0 - -" "1 0 - -" "0 1 - -" "1 1 - -" "0 0 10 -" "0 0 - 9" "1 1 9 12"; do
+  name="python-deflate-server-${combo// /_}"
+  port=$(free_port)
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" "$HERE/deflate_check.py" server "$port" $combo >"$OUT/$name.log" 2>&1 </dev/null &
+  pids+=($!)
+  for _ in $(seq 1 100); do grep -q '^deflate echo' "$OUT/$name.log" && break; sleep 0.1; done
+  out=$(timeout 30 "$EX/client-bench" echo "ws://127.0.0.1:$port/" --conns 10 --depth 2 --size 16384 --secs 1 --json 1 --deflate 1 2>&1 </dev/null || true)
+  if grep -q 'deflated=10 msgs=[1-9]' <<<"$out" && grep -q 'failed=0' <<<"$out"; then
+    pass "our client, permessage-deflate, python websockets server (sNCT cNCT sMWB cMWB = $combo): $(grep -o 'msgs=[0-9]*' <<<"$out") echoed"
+  else
+    fail "$name: $out"
+  fi
+  kill "${pids[-1]}" 2>/dev/null || true
+done
 py_echo python-echo-tls "$LWS_CERT_DIR/tls-cert.pem" "$LWS_CERT_DIR/tls-key.pem"
 blocking_check blocking-client-tls "wss://localhost:$port/" --insecure
 blocking_check blocking-client-tls-cafile "wss://localhost:$port/" --cafile "$LWS_CERT_DIR/tls-cert.pem"
