@@ -937,7 +937,12 @@ mod tests {
             DeflateStream::new(Negotiated::default()),
         );
         let mut out = [0u8; 256];
-        for msg in [[&b"abcabcabc"[..], b""], [b"second", b""], [b"", b""], [b"", b"third"]] {
+        for msg in [
+            [&b"abcabcabc"[..], b""],
+            [b"second", b""],
+            [b"", b""],
+            [b"", b"third"],
+        ] {
             let (mut f1, mut f2) = (Vec::new(), Vec::new());
             tx.compress(&mut pool, msg[0], true, false, &mut f1);
             tx.compress(&mut pool, msg[1], false, true, &mut f2);
