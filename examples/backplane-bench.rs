@@ -68,7 +68,10 @@ fn server(redis: Option<String>) -> ServerThread {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     std::thread::spawn(move || {
-        let mut b = Context::builder().port(0).interface("127.0.0.1").protocol("room", Room);
+        let mut b = Context::builder()
+            .port(0)
+            .interface("127.0.0.1")
+            .protocol("room", Room);
         if let Some(url) = &redis {
             b = b.redis(url, LinkConfig::default());
         }
@@ -87,7 +90,12 @@ fn server(redis: Option<String>) -> ServerThread {
         let _ = cpu_tx.send(thread_cpu() - base);
     });
     let port = rx.recv().expect("server started");
-    ServerThread { port, stop, cpu: cpu_rx, reset: reset_tx }
+    ServerThread {
+        port,
+        stop,
+        cpu: cpu_rx,
+        reset: reset_tx,
+    }
 }
 
 impl ServerThread {
@@ -100,7 +108,12 @@ impl ServerThread {
 
 /// A subscriber on its own thread, returning (receipt latencies in µs of messages with
 /// a send time, messages received) once it has `want` or `quiet` passes with nothing.
-fn subscriber(port: u16, want: usize, epoch: Instant, ready: mpsc::Sender<()>) -> std::thread::JoinHandle<(Vec<f64>, usize, Duration)> {
+fn subscriber(
+    port: u16,
+    want: usize,
+    epoch: Instant,
+    ready: mpsc::Sender<()>,
+) -> std::thread::JoinHandle<(Vec<f64>, usize, Duration)> {
     std::thread::spawn(move || {
         let mut c = BlockingClient::options()
             .timeout(Duration::from_secs(3))
@@ -139,7 +152,9 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn redis_cpu(pid: Option<u32>) -> f64 {
-    pid.map_or(0.0, |p| proc_ticks(&std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default()))
+    pid.map_or(0.0, |p| {
+        proc_ticks(&std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default())
+    })
 }
 
 struct Phase {
@@ -151,7 +166,14 @@ struct Phase {
 }
 
 /// One phase: `n` messages of `size` bytes, paced `gap` apart (or unpaced).
-fn run_phase(a: &ServerThread, b: &ServerThread, n: usize, size: usize, gap: Option<Duration>, redis_pid: Option<u32>) -> Phase {
+fn run_phase(
+    a: &ServerThread,
+    b: &ServerThread,
+    n: usize,
+    size: usize,
+    gap: Option<Duration>,
+    redis_pid: Option<u32>,
+) -> Phase {
     let epoch = Instant::now();
     let (rtx, rrx) = mpsc::channel();
     let local = subscriber(a.port, n, epoch, rtx.clone());
@@ -186,7 +208,13 @@ fn run_phase(a: &ServerThread, b: &ServerThread, n: usize, size: usize, gap: Opt
     let cpu_b = b.phase();
     let redis = redis_cpu(redis_pid) - r0;
     drop(publisher);
-    Phase { local, remote, cpu_a, cpu_b, redis }
+    Phase {
+        local,
+        remote,
+        cpu_a,
+        cpu_b,
+        redis,
+    }
 }
 
 fn main() {
@@ -202,16 +230,28 @@ fn main() {
             "--messages" => n = args.next().and_then(|v| v.parse().ok()).expect("--messages N"),
             "--size" => size = args.next().and_then(|v| v.parse().ok()).expect("--size BYTES"),
             _ => {
-                eprintln!("usage: backplane-bench --redis URL [--redis-pid PID] [--messages N] [--size BYTES]");
+                eprintln!(
+                    "usage: backplane-bench --redis URL [--redis-pid PID] [--messages N] [--size BYTES]"
+                );
                 std::process::exit(2);
             }
         }
     }
     let url = url.expect("--redis URL");
-    println!("messages {n}, {size} B; latency phase paced 1 per 200 us ({} messages)", n / 10);
+    println!(
+        "messages {n}, {size} B; latency phase paced 1 per 200 us ({} messages)",
+        n / 10
+    );
     for (label, redis) in [("local only", None), ("through redis", Some(url.clone()))] {
         let (a, b) = (server(redis.clone()), server(redis.clone()));
-        let lat = run_phase(&a, &b, n / 10, size, Some(Duration::from_micros(200)), pid.filter(|_| redis.is_some()));
+        let lat = run_phase(
+            &a,
+            &b,
+            n / 10,
+            size,
+            Some(Duration::from_micros(200)),
+            pid.filter(|_| redis.is_some()),
+        );
         let thr = run_phase(&a, &b, n, size, None, pid.filter(|_| redis.is_some()));
         let (mut ll, mut rl) = (lat.local.0, lat.remote.0);
         let rate = |r: &(Vec<f64>, usize, Duration)| r.1 as f64 / r.2.as_secs_f64().max(1e-9);
