@@ -210,16 +210,14 @@ fn lend<R>(wsi: &mut Wsi<'_>, sess: &mut Session, proto: &mut WsProto, f: impl F
 
 /// Runs `f` on the lent connection if `handle` is the client of the running callback.
 fn with_current<R>(handle: u64, f: impl FnOnce(&mut Wsi<'_>, &mut Session, &mut WsProto) -> R) -> Option<R> {
+    // One thread-local access per call: in a cdylib each costs a __tls_get_addr call.
     let cur = CURRENT.with(|c| c.get()).filter(|c| c.handle == handle)?;
-    // Nested calls (an event made from inside this call) would alias these borrows:
-    // none happen, since nothing `f` does calls back into C.
-    let _restore = CurrentGuard(CURRENT.with(|c| c.replace(None)));
     // SAFETY: `cur` was set by `lend` from three distinct live `&mut` borrows that the
     // callback frame does not use while the C code it called runs (it passed them on as
     // these pointers only), and `lend`'s guard clears it before those borrows end. The
-    // `'static` in the `Wsi` type is never relied on: the reference does not leave `f`.
-    // CURRENT is cleared above, so no second `&mut` to the same objects is made while
-    // these exist.
+    // `'static` in the `Wsi` type is never relied on: the references do not leave `f`.
+    // Nothing `f` does calls into C, so no second call can make references from the same
+    // `cur` while these exist.
     let (wsi, sess, proto) = unsafe { (&mut *cur.wsi, &mut *cur.sess, &mut *cur.proto) };
     Some(f(wsi, sess, proto))
 }
@@ -594,13 +592,8 @@ fn send(cli: *mut ws_cli_conn_t, data: &[u8], wp: WriteProtocol) -> c_int {
         if proto.pending.contains_key(&handle) {
             return None; // keep the order of what is queued
         }
-        let srv = proto.srv();
-        if lock(&srv.clients)
-            .get(&handle)
-            .is_none_or(|c| c.state != WS_STATE_OPEN)
-        {
-            return Some(-1);
-        }
+        // No look-up in the shared table: a client closing (by ws_close_client or the
+        // peer) refuses the write itself, with WriteError::Closed.
         match wsi.write(data, wp) {
             Ok(()) => Some(len),
             Err(WriteError::BackPressure) => {
