@@ -156,10 +156,15 @@ lws_client() { # NAME PORT [--ssl]
   fi
 }
 
-start test-server-plain "$EX/$TS" --resource-path "$REPO/www"
+# --no-deflate: libwebsockets' test client (4.1.6) takes permessage-deflate when offered,
+# then, on our mirror flood with deflate on, never services its dumb-increment socket
+# again (0 counter messages in 5 s; its own test server does not negotiate deflate, so it
+# is not tested against it there). Deflate interop is checked with Chromium, Python
+# websockets and Autobahn instead.
+start test-server-plain "$EX/$TS" --resource-path "$REPO/www" --no-deflate
 ts_plain_port=$port
 lws_client lws-test-client-plain "$port"
-start test-server-ssl "$EX/$TS" --resource-path "$REPO/www" --ssl
+start test-server-ssl "$EX/$TS" --resource-path "$REPO/www" --ssl --no-deflate
 ts_ssl_port=$port
 lws_client lws-test-client-ssl "$port" --ssl
 grep -q 'Selfsigned certs allowed' "$OUT/lws-test-client-ssl.log" && grep -q 'TLSv1.3' "$OUT/lws-test-client-ssl.log" ||
