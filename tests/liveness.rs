@@ -575,3 +575,56 @@ fn graceful_shutdown_finishes_a_download_in_flight() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_pipelined_request_gets_its_own_deadline_not_the_keepalive_idle_one() {
+    let dir = std::env::temp_dir().join(format!("wsreactor-pipeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: Vec<u8> = (0..(12u32 << 20)).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.join("big.bin"), &body).unwrap();
+    std::fs::write(dir.join("a.txt"), b"a").unwrap();
+    let log = Log::new();
+    let l = log.clone();
+    let root = dir.clone();
+    let s = Server::start(&log, move |b| {
+        b.resource_path(root)
+            .keepalive_timeout(MS(300))
+            .protocol("p", Recorder::new("p", &l))
+    });
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(32 << 10).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], s.port).into();
+    sock.connect(&addr.into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // Both requests in one write: the second is read from the stash once the first
+    // response is out, with no read of its own.
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Read slowly: the download takes well past the 300 ms keep-alive idle timeout.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    let t0 = Instant::now();
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+        if t0.elapsed() < MS(900) {
+            std::thread::sleep(MS(30));
+        }
+    }
+    assert!(
+        t0.elapsed() > MS(400),
+        "the download was not slow enough to test this"
+    );
+    let second = got.windows(12).rposition(|w| w == b"HTTP/1.1 200").unwrap();
+    let head_end = second + got[second..].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        got.len() - head_end,
+        body.len(),
+        "the second response was cut short"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

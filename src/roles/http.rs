@@ -58,6 +58,15 @@ impl Context {
             // A response is still going out: hold pipelined requests until it is done.
             return (0, Stop::Paused);
         }
+        if c.timeout_reason() == PendingTimeout::HttpKeepaliveIdle as u8 {
+            // The next request starts from bytes already read (pipelined, or stashed
+            // behind the last response): it gets its own deadline, not what is left of
+            // the idle one (a read would have done this, but there was none).
+            let head = self.shared.timers.live.head;
+            self.shared
+                .timers
+                .arm(c, k, head, PendingTimeout::HttpContent as u8);
+        }
         let hs = c.http.get_or_insert_with(Box::default);
         let (parsed, consumed) = if hs.head.is_empty() {
             match hs.scanner.scan(buf, &limits) {
