@@ -226,30 +226,13 @@ impl Context {
                         }
                         continue;
                     }
-                    let mut wsi = Wsi::new(c, shared, k as u32);
-                    wsi.rx_binary = binary;
-                    wsi.rx_final = last;
-                    wsi.rx_remaining = remaining;
-                    let reason = if client {
-                        Reason::ClientReceive {
-                            data,
-                            binary,
-                            first,
-                            last,
-                            remaining,
-                        }
-                    } else {
-                        Reason::Receive {
-                            data,
-                            binary,
-                            first,
-                            last,
-                            remaining,
-                        }
+                    let msg = Msg {
+                        binary,
+                        first,
+                        last,
+                        remaining,
                     };
-                    if let Err(e) = handler.call(&mut wsi, session, reason) {
-                        wsi.callback_failed(&e);
-                    }
+                    deliver_piece(c, shared, &mut **handler, (k, session), client, data, msg);
                 }
                 Event::Ping(p) => {
                     if !c.has(flag::CLOSE_SENT) {
@@ -311,6 +294,44 @@ struct Msg {
 }
 
 /// The size of inflated pieces: the protocol's rx buffer size, at most 64 KiB.
+/// One RECEIVE (or CLIENT_RECEIVE) piece to the protocol, plain or inflated alike; a
+/// callback error is handled as every callback's is (back-pressure waits, others close).
+fn deliver_piece(
+    c: &mut Conn,
+    shared: &mut Shared,
+    handler: &mut dyn ErasedProtocol,
+    (k, session): (usize, u32),
+    client: bool,
+    data: &[u8],
+    m: Msg,
+) {
+    let mut wsi = Wsi::new(c, shared, k as u32);
+    wsi.rx_binary = m.binary;
+    wsi.rx_final = m.last;
+    wsi.rx_remaining = m.remaining;
+    let (binary, first, last, remaining) = (m.binary, m.first, m.last, m.remaining);
+    let reason = if client {
+        Reason::ClientReceive {
+            data,
+            binary,
+            first,
+            last,
+            remaining,
+        }
+    } else {
+        Reason::Receive {
+            data,
+            binary,
+            first,
+            last,
+            remaining,
+        }
+    };
+    if let Err(e) = handler.call(&mut wsi, session, reason) {
+        wsi.callback_failed(&e);
+    }
+}
+
 fn protocols_chunk(max_chunk: usize) -> usize {
     if max_chunk == 0 {
         INFLATE_PIECE
@@ -369,32 +390,21 @@ fn deliver_inflated(
             } else {
                 msg.remaining + input.len() as u64
             };
-            let data = &scratch[..p.produced];
-            let mut wsi = Wsi::new(c, shared, k as u32);
-            wsi.rx_binary = msg.binary;
-            wsi.rx_final = end;
-            wsi.rx_remaining = remaining;
-            let (binary, last) = (msg.binary, end);
-            let reason = if client {
-                Reason::ClientReceive {
-                    data,
-                    binary,
-                    first,
-                    last,
-                    remaining,
-                }
-            } else {
-                Reason::Receive {
-                    data,
-                    binary,
-                    first,
-                    last,
-                    remaining,
-                }
+            let piece_msg = Msg {
+                binary: msg.binary,
+                first,
+                last: end,
+                remaining,
             };
-            if let Err(e) = handler.call(&mut wsi, session, reason) {
-                wsi.close(e.code, &e.reason);
-            }
+            deliver_piece(
+                c,
+                shared,
+                handler,
+                (k, session),
+                client,
+                &scratch[..p.produced],
+                piece_msg,
+            );
             if c.has(flag::CLOSE_SENT) {
                 break Ok(());
             }
