@@ -11,18 +11,23 @@
 //! | [`roles`](crate::roles) | the HTTP server and WebSocket state machines |
 //! | [`dispatch`](crate::dispatch) | calls into protocol handlers |
 //! | [`timers`](crate::timers) | connection deadlines and scheduled callbacks |
+//!
+//! Two parts of the context's own API have files of their own: `context/by_id.rs` (calls
+//! on protocols, connections by id and topics from the loop; stats; the user value) and
+//! `context/shutdown.rs` (graceful shutdown and `Drop`).
 
 use crate::builder::{Config, ContextBuilder};
 use crate::connection::{flag, Conn, State};
 use crate::dispatch::Registered;
 use crate::fileserver::cache::FileCache;
-use crate::proto::{close::code, encoder};
-use crate::protocol::Protocol;
 use crate::readiness::{PollChange, Readiness, Ready, Source};
-use crate::reason::{ConnId, ProtocolEvent, ProtocolId, Reason};
+use crate::reason::{ProtocolEvent, ProtocolId, Reason};
 use crate::shared::{ConnOp, CtxRequest, Shared};
 use crate::tls::TlsContext;
-use crate::wsi::{ProtocolContext, Wsi};
+use crate::wsi::ProtocolContext;
+mod by_id;
+mod shutdown;
+
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
@@ -154,230 +159,6 @@ impl Context {
             return self.conns.len() - 1;
         }
         self.conns.len()
-    }
-
-    /// The id of the protocol registered under `name`.
-    pub fn protocol_by_name(&self, name: &str) -> Option<ProtocolId> {
-        self.shared.protocol_id(name)
-    }
-
-    /// The user id given with [`ProtocolSpec::id`](crate::ProtocolSpec::id).
-    pub fn protocol_user_id(&self, protocol: ProtocolId) -> Option<u32> {
-        self.protocols.get(protocol.index()).map(|p| p.id)
-    }
-
-    /// The handler of `protocol`, if it is of type `P`, for the main loop to reach its
-    /// state between `service()` calls.
-    pub fn protocol_mut<P: Protocol>(&mut self, protocol: ProtocolId) -> Option<&mut P> {
-        self.protocols
-            .get_mut(protocol.index())
-            .and_then(|p| p.handler.as_any_mut().downcast_mut::<P>())
-    }
-
-    /// Number of sessions (bound connections) of a protocol.
-    pub fn protocol_sessions(&self, protocol: ProtocolId) -> usize {
-        self.protocols
-            .get(protocol.index())
-            .map_or(0, |p| p.handler.sessions())
-    }
-
-    /// Asks for a WRITEABLE callback on every connection of `protocol`
-    /// (`libwebsocket_callback_on_writable_all_protocol`); served by the next `service()`.
-    pub fn callback_on_writable_all_protocol(&mut self, protocol: ProtocolId) {
-        self.shared.requests.push(CtxRequest::Writable(protocol));
-    }
-
-    /// Re-enables reading on every paused connection of `protocol`
-    /// (`libwebsocket_rx_flow_allow_all_protocol`).
-    pub fn rx_flow_allow_all_protocol(&mut self, protocol: ProtocolId) {
-        self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
-    }
-
-    /// Calls every WebSocket connection of `protocol` with [`Reason::User`] `{ event, data }`
-    /// (`libwebsocket_callback_all_protocol`, for the user's reasons only); done by the next
-    /// `service()`.
-    pub fn callback_all_protocol(&mut self, protocol: ProtocolId, event: u32, data: &[u8]) {
-        self.shared
-            .requests
-            .push(CtxRequest::Callback(protocol, event, data.into()));
-    }
-
-    /// The slab key of connection `id` if it is still open.
-    fn live(&self, id: ConnId) -> Option<usize> {
-        self.conns
-            .get(id.key as usize)
-            .is_some_and(|c| c.gen == id.gen)
-            .then_some(id.key as usize)
-    }
-
-    /// Asks for one WRITEABLE callback on connection `id`, from outside its callbacks
-    /// (`libwebsocket_callback_on_writable` by id). False if `id` names no open connection
-    /// (it closed, or its slot was reused).
-    pub fn callback_on_writable(&mut self, id: ConnId) -> bool {
-        match self.conns.get_mut(id.key as usize) {
-            Some(c) if c.gen == id.gen => {
-                self.shared.schedule_writable(id.key as usize, c);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Starts the closing handshake of connection `id` with `code` and `reason`, as
-    /// [`Wsi::close`](crate::Wsi::close) (an HTTP connection is dropped). False for a
-    /// stale id.
-    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
-        let Some(k) = self.live(id) else {
-            return false;
-        };
-        self.guarded(Some(k), |ctx| ctx.close_conn(k, code, reason));
-        self.report_poll_changes();
-        true
-    }
-
-    pub(crate) fn close_conn(&mut self, k: usize, code: u16, reason: &str) {
-        let Some(c) = self.conns.get_mut(k) else {
-            return;
-        };
-        if c.state == State::WebSocket {
-            Wsi::new(c, &mut self.shared, k as u32).close(code, reason);
-            self.flush(k);
-        } else {
-            self.remove(k);
-        }
-    }
-
-    /// Pauses (`false`) or resumes (`true`) reading connection `id`
-    /// (`libwebsocket_rx_flow_control` by id), as
-    /// [`Wsi::rx_flow_control`](crate::Wsi::rx_flow_control). False for a stale id.
-    pub fn rx_flow_control(&mut self, id: ConnId, enable: bool) -> bool {
-        let Some(k) = self.live(id) else {
-            return false;
-        };
-        Wsi::new(&mut self.conns[k], &mut self.shared, k as u32).rx_flow_control(enable);
-        true
-    }
-
-    /// Calls connection `id`'s protocol with [`Reason::User`] `{ event, data }` now, e.g. a
-    /// private message from the loop. False for a stale id.
-    pub fn callback(&mut self, id: ConnId, event: u32, data: &[u8]) -> bool {
-        let Some(k) = self.live(id) else {
-            return false;
-        };
-        self.guarded(Some(k), |ctx| {
-            ctx.call_and_close(k, Reason::User { event, data });
-            ctx.flush(k);
-        });
-        true
-    }
-
-    /// The per-session data of connection `id`, if it is a `S` (the session type of the
-    /// protocol the connection is bound to). `None` for a stale id or another type.
-    ///
-    /// ```
-    /// # use wsreactor::{Close, Context, Protocol, Reason, Wsi};
-    /// # #[derive(Default)] struct Chat;
-    /// # #[derive(Default)] struct Member { nick: String }
-    /// # impl Protocol for Chat { type Session = Member;
-    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut Member, _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
-    /// # fn rename(ctx: &mut Context, id: wsreactor::ConnId) {
-    /// if let Some(m) = ctx.session::<Member>(id) {
-    ///     m.nick = "moderator".into();
-    /// }
-    /// # }
-    /// ```
-    pub fn session<S: 'static>(&mut self, id: ConnId) -> Option<&mut S> {
-        let k = self.live(id)?;
-        let c = &self.conns[k];
-        self.protocols[c.proto as usize]
-            .handler
-            .session_any(c.session)?
-            .downcast_mut()
-    }
-
-    /// Subscribes connection `id` to `topic`, as [`Wsi::subscribe`]. False for a stale id,
-    /// or if it already was.
-    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
-        let Some(k) = self.live(id) else {
-            return false;
-        };
-        self.shared.topics.subscribe(k, &mut self.conns[k], topic, None)
-    }
-
-    /// [`subscribe`](Self::subscribe) with the options for a topic it creates.
-    pub fn subscribe_with(&mut self, id: ConnId, topic: &str, opts: crate::TopicOptions) -> bool {
-        let Some(k) = self.live(id) else {
-            return false;
-        };
-        self.shared
-            .topics
-            .subscribe(k, &mut self.conns[k], topic, Some(opts))
-    }
-
-    /// Unsubscribes connection `id` from `topic`. False for a stale id, or if it was not
-    /// subscribed.
-    pub fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
-        let Some(k) = self.live(id) else {
-            return false;
-        };
-        self.shared.topics.unsubscribe(k, &mut self.conns[k], topic)
-    }
-
-    /// Sends a whole message to every subscriber of `topic` from the loop (a line from
-    /// stdin, a datagram), framed once and shared; sent by the next `service()`. Under
-    /// [`SlowPolicy::PushBack`](crate::SlowPolicy::PushBack) the loop has no reading to
-    /// pause: [`Published::full`](crate::Published::full) says subscribers are full, to
-    /// wait before publishing more.
-    pub fn publish(&mut self, topic: &str, data: &[u8], binary: bool) -> crate::Published {
-        self.shared.topics.publish(topic, data, binary, None)
-    }
-
-    /// The number of subscribers of `topic` (uWebSockets' `numSubscribers`).
-    pub fn num_subscribers(&self, topic: &str) -> usize {
-        self.shared.topics.num_subscribers(topic)
-    }
-
-    /// What the context has done so far, and its connections by state now.
-    ///
-    /// ```
-    /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
-    /// # #[derive(Default)] struct P;
-    /// # impl Protocol for P { type Session = ();
-    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
-    /// let ctx = Context::builder().port(0).protocol("p", P).build()?;
-    /// let s = ctx.stats();
-    /// assert_eq!((s.websocket, s.accepted, s.bytes_in), (0, 0, 0));
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn stats(&self) -> crate::Stats {
-        let mut s = self.shared.stats;
-        s.topics = self.shared.topics.count();
-        for (_, c) in self.conns.iter() {
-            match c.state {
-                State::Http => s.http += 1,
-                State::Raw => s.raw += 1,
-                State::WebSocket if c.has(flag::CLOSE_SENT) => s.closing += 1,
-                State::WebSocket => s.websocket += 1,
-                State::Draining => s.closing += 1,
-                State::ClientConnecting | State::ClientProxy | State::ClientHandshake => s.connecting += 1,
-                // The backplane's link has its own figures (`backplane_stats`).
-                #[cfg(feature = "redis")]
-                State::Backplane | State::BackplaneConnecting => {}
-            }
-        }
-        s
-    }
-
-    /// The context-wide user value given with
-    /// [`ContextBuilder::user`](crate::ContextBuilder::user), if it is a `T`
-    /// (`libwebsocket_context_user`).
-    pub fn user<T: 'static>(&self) -> Option<&T> {
-        self.shared.user.as_ref()?.downcast_ref()
-    }
-
-    /// The context-wide user value, mutable, if it is a `T`.
-    pub fn user_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.shared.user.as_mut()?.downcast_mut()
     }
 
     /// This machine's host name (libwebsockets' `libwebsocket_canonical_hostname`): the
@@ -661,123 +442,6 @@ impl Context {
         self.poll_changes.clear();
     }
 
-    /// Starts a graceful shutdown: the listeners close (new clients are refused by the
-    /// kernel), every open WebSocket is sent a 1001 (going away) close frame, HTTP
-    /// responses in flight are finished (then those connections close, kept alive or
-    /// not), idle HTTP connections close at once; what is still open when `grace` has
-    /// passed is closed then. Keep calling [`service`](Self::service) until
-    /// [`is_shut_down`](Self::is_shut_down), or call
-    /// [`graceful_shutdown`](Self::graceful_shutdown), which does.
-    pub fn shutdown(&mut self, grace: Duration) {
-        if self.shutting_down {
-            return;
-        }
-        self.shutting_down = true;
-        log::info!("shutting down: {} connections open", self.conns.len());
-        for l in self.listeners.drain(..) {
-            self.readiness.remove_fd(std::os::fd::AsRawFd::as_raw_fd(&l.sock));
-        }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for k in keys {
-            self.guarded(Some(k), |ctx| ctx.shutdown_conn(k));
-        }
-        self.schedule_job(grace, crate::timers::Job::ShutdownDeadline);
-        self.report_poll_changes();
-    }
-
-    fn shutdown_conn(&mut self, k: usize) {
-        let Some(c) = self.conns.get_mut(k) else {
-            return;
-        };
-        match c.state {
-            State::WebSocket => {
-                crate::wsi::Wsi::new(c, &mut self.shared, k as u32).close(code::GOING_AWAY, "");
-                self.flush(k);
-            }
-            State::Http => {
-                let idle = c
-                    .http
-                    .as_ref()
-                    .is_none_or(|h| h.request.is_none() && h.head.is_empty())
-                    && !c.has(flag::HTTP_RESPONDED)
-                    && c.unsent() == 0
-                    && c.stash.is_empty();
-                if idle {
-                    self.remove(k);
-                } else if c.has(flag::HTTP_RESPONDED) {
-                    // The response is queued: it goes out, then the connection closes.
-                    c.set(flag::SHUTDOWN_AFTER_FLUSH);
-                    self.flush(k);
-                } else {
-                    // A request is arriving: its response will say `Connection: close`.
-                    c.clear(flag::KEEP_ALIVE);
-                }
-            }
-            State::Draining => {}
-            _ => {
-                self.client_note(k, "the context is shutting down");
-                self.remove(k);
-            }
-        }
-    }
-
-    /// The graceful shutdown's deadline passed.
-    pub(crate) fn shutdown_deadline(&mut self) {
-        if !self.conns.is_empty() {
-            log::info!("shutdown: closing the {} connections left", self.conns.len());
-        }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for k in keys {
-            self.guarded(Some(k), |ctx| ctx.remove(k));
-        }
-    }
-
-    /// Whether a [`shutdown`](Self::shutdown) has finished: every connection is closed.
-    pub fn is_shut_down(&self) -> bool {
-        self.shutting_down && self.conns.is_empty()
-    }
-
-    /// [`shutdown`](Self::shutdown), then services the loop until every connection is
-    /// closed (at most `grace`, and a close handshake's own timeout beyond). What the
-    /// examples do on SIGINT and SIGTERM:
-    ///
-    /// With [`external_poll`](crate::ContextBuilder::external_poll) there is no loop of
-    /// the context's own to wait in: this is an error (`InvalidInput`) and does nothing;
-    /// call [`shutdown`](Self::shutdown) and keep the program's loop going until
-    /// [`is_shut_down`](Self::is_shut_down).
-    ///
-    /// ```no_run
-    /// # use wsreactor::{Context, Protocol, Reason, Wsi, Close};
-    /// # use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
-    /// # use std::time::Duration;
-    /// # #[derive(Default)] struct P;
-    /// # impl Protocol for P { type Session = ();
-    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
-    /// let mut ctx = Context::builder().port(7681).protocol("p", P).build()?;
-    /// let stop = Arc::new(AtomicBool::new(false));
-    /// let (flag, wake) = (stop.clone(), ctx.cancel_handle());
-    /// // With the ctrlc crate: ctrlc::set_handler(move || { flag.store(true, ..); wake.cancel(); })
-    /// while !stop.load(Ordering::SeqCst) {
-    ///     ctx.service(Duration::from_secs(1))?;
-    /// }
-    /// ctx.graceful_shutdown(Duration::from_secs(5))?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn graceful_shutdown(&mut self, grace: Duration) -> io::Result<()> {
-        if self.readiness.is_external() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "graceful_shutdown: an external_poll context has no loop of its own to wait in; \
-                 call shutdown() and run your loop until is_shut_down()",
-            ));
-        }
-        self.shutdown(grace);
-        while !self.is_shut_down() {
-            self.service(grace)?;
-        }
-        Ok(())
-    }
-
     /// Connections refused so far because [`max_connections`](ContextBuilder::max_connections)
     /// were open.
     pub fn refused_connections(&self) -> u64 {
@@ -894,31 +558,5 @@ impl AsRawFd for Context {
 impl AsFd for Context {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.readiness.as_fd()
-    }
-}
-
-impl Drop for Context {
-    /// Closes every connection and sends `PROTOCOL_DESTROY`
-    /// (`libwebsocket_context_destroy`). Each open WebSocket that has not sent its close
-    /// frame yet gets one with code **1001** (going away) and no reason, written straight to
-    /// the socket without waiting for the peer's answer (if the kernel's buffer is full, it
-    /// is lost and the peer sees the TCP connection end instead); then every connection's
-    /// `CLOSED` (or `CLOSED_HTTP`) and `WSI_DESTROY` callbacks run and its socket closes.
-    fn drop(&mut self) {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for k in keys {
-            if let Some(c) = self.conns.get_mut(k) {
-                if c.state == State::WebSocket && !c.has(flag::CLOSE_SENT) {
-                    let mut bye = Vec::with_capacity(8);
-                    let mask = self.shared.mask_for(c);
-                    encoder::encode_close(&mut bye, Some(code::GOING_AWAY), "", mask);
-                    c.transport.write_now(&bye);
-                }
-            }
-            self.remove(k);
-        }
-        self.readiness.remove_all();
-        self.report_poll_changes();
-        self.protocol_event_all(ProtocolEvent::Destroy);
     }
 }
