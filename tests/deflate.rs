@@ -243,7 +243,6 @@ fn a_bomb_is_refused_with_1009_before_it_is_inflated() {
     let (mut c, _) = open(s.port, "permessage-deflate");
     // 64 MiB of zeros compress to ~64 KiB; the limit is 1 MiB.
     let zeros = vec![0u8; 64 << 20];
-    let t = Instant::now();
     c.send(OpCode::Binary, &zeros, usize::MAX);
     // Pieces up to the limit are delivered (and echoed) as they inflate, then 1009.
     let mut pieces = 0;
@@ -255,8 +254,9 @@ fn a_bomb_is_refused_with_1009_before_it_is_inflated() {
         pieces += 1;
     };
     assert_eq!(f.close().0, Some(1009));
+    // Refused early is the piece count, not a time (a clock bound failed on a loaded
+    // machine): at most 1 MiB of the 64 MiB was ever inflated.
     assert!(pieces <= 16, "{pieces} pieces of 64 KiB before the 1 MiB limit");
-    assert!(t.elapsed() < Duration::from_secs(10));
     // The server goes on serving others.
     let (mut d, _) = open(s.port, "permessage-deflate");
     d.send(OpCode::Text, b"still here", usize::MAX);

@@ -267,7 +267,7 @@ fn writable_back_pressure_does_not_spin_and_delivers_everything() {
             other => panic!("message {i}: {:?}", std::mem::discriminant(&other)),
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(8));
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
     assert!(c.quiet_for(Duration::from_millis(100)));
     let f = stats.lock().unwrap().clone();
     assert_eq!(f.written, N);
@@ -349,9 +349,10 @@ fn close_timeout_when_the_peer_never_answers() {
     c.send_text("close");
     assert_eq!(c.read_frame().close(), (Some(4000), "srv".to_owned()));
     // never answer, keep the socket open
+    // 300 ms against the 5 s default: well under it even on a loaded machine.
     let t = c.expect_eof();
     assert!(
-        t >= Duration::from_millis(200) && t < Duration::from_secs(2),
+        t >= Duration::from_millis(200) && t < Duration::from_secs(4),
         "closed after {t:?}"
     );
     log.wait_count(1, T, |r| r.ev == Ev::WsiDestroy);
@@ -373,7 +374,9 @@ fn client_close_is_answered_and_the_server_closes_tcp_first() {
     let log = Log::new();
     let l = log.clone();
     let s = Server::start(&log, move |b| {
-        b.close_timeout(Duration::from_secs(5))
+        // A close timeout far beyond the bounds below, so that "at once" cannot be the
+        // timeout firing, and the bounds leave room for a loaded machine.
+        b.close_timeout(Duration::from_secs(60))
             .protocol("c", Recorder::echo("c", &l))
     });
     let mut c = Client::open(s.port);
@@ -381,10 +384,10 @@ fn client_close_is_answered_and_the_server_closes_tcp_first() {
     c.send_close(1000, "bye");
     assert_eq!(c.read_frame().close(), (Some(1000), String::new()));
     let t = c.expect_eof();
-    assert!(t < Duration::from_secs(2), "EOF after {t:?}");
+    assert!(t < Duration::from_secs(5), "EOF after {t:?}");
     log.wait_count(1, T, |r| r.ev == Ev::WsiDestroy);
     let t = t0.elapsed();
-    assert!(t < Duration::from_secs(2), "freed after {t:?}");
+    assert!(t < Duration::from_secs(5), "freed after {t:?}");
     assert_eq!(
         log.count(|r| r.ev
             == Ev::Closed {
@@ -400,7 +403,8 @@ fn server_close_answered_by_client_closes_promptly() {
     let log = Log::new();
     let l = log.clone();
     let s = Server::start(&log, move |b| {
-        b.protocol(
+        // Promptly: long before this timeout, with room for a loaded machine.
+        b.close_timeout(Duration::from_secs(60)).protocol(
             "c",
             Recorder::new("c", &l).hook(|wsi, r| {
                 if let Reason::Receive { .. } = r {
@@ -415,7 +419,7 @@ fn server_close_answered_by_client_closes_promptly() {
     assert_eq!(c.read_frame().close(), (Some(1001), "going".to_owned()));
     c.send_close(1001, "");
     let t = c.expect_eof();
-    assert!(t < Duration::from_secs(1), "{t:?}");
+    assert!(t < Duration::from_secs(5), "{t:?}");
     drop(c);
     log.wait_count(1, T, |r| r.ev == Ev::WsiDestroy);
     assert_eq!(
