@@ -9,13 +9,11 @@
 use crate::client::{ClientConnect, SslMode};
 use crate::context::Context;
 use crate::protocol::Protocol;
-use crate::reason::{Close, ConnId, Reason};
+use crate::reason::{Close, ConnId, ProtocolId, Reason};
 use crate::wsi::{WriteError, WriteProtocol, Wsi};
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A whole message received by a [`BlockingClient`].
@@ -42,13 +40,16 @@ struct Inner {
     id: Option<ConnId>,
 }
 
-struct Handler(Rc<RefCell<Inner>>);
+/// The client's state lives in its protocol handler, which the context owns; the
+/// [`BlockingClient`] reads it between `service()` calls.
+#[derive(Default)]
+struct Handler(Inner);
 
 impl Protocol for Handler {
     type Session = ();
 
     fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
-        let mut s = self.0.borrow_mut();
+        let s = &mut self.0;
         match reason {
             Reason::ClientEstablished => {
                 s.established = true;
@@ -119,7 +120,7 @@ impl Protocol for Handler {
 /// ```
 pub struct BlockingClient {
     ctx: Context,
-    inner: Rc<RefCell<Inner>>,
+    proto: ProtocolId,
     timeout: Duration,
 }
 
@@ -167,9 +168,26 @@ impl BlockingClient {
         }
     }
 
+    fn inner(&self) -> &Inner {
+        // The context was built with this one protocol, of this type.
+        &self
+            .ctx
+            .protocol_ref::<Handler>(self.proto)
+            .expect("the client's protocol")
+            .0
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        &mut self
+            .ctx
+            .protocol_mut::<Handler>(self.proto)
+            .expect("the client's protocol")
+            .0
+    }
+
     fn wait(&mut self, done: impl Fn(&Inner) -> bool) -> io::Result<()> {
         let end = Instant::now() + self.timeout;
-        while !done(&self.inner.borrow()) {
+        while !done(self.inner()) {
             let now = Instant::now();
             if now >= end {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
@@ -181,7 +199,7 @@ impl BlockingClient {
 
     fn queue(&mut self, wp: WriteProtocol, data: &[u8]) -> io::Result<()> {
         {
-            let mut s = self.inner.borrow_mut();
+            let s = self.inner_mut();
             if s.closed.is_some() || s.error.is_some() {
                 return Err(io::Error::new(
                     io::ErrorKind::NotConnected,
@@ -194,7 +212,7 @@ impl BlockingClient {
     }
 
     fn kick(&mut self) -> io::Result<()> {
-        if let Some(id) = self.inner.borrow().id {
+        if let Some(id) = self.inner().id {
             self.ctx.callback_on_writable(id);
         }
         // Run the loop until the queue is handed to the connection.
@@ -226,12 +244,12 @@ impl BlockingClient {
     /// [`close_reason`](Self::close_reason)). Waits at most the timeout.
     pub fn receive(&mut self) -> io::Result<Option<Message>> {
         self.wait(|s| !s.incoming.is_empty() || s.closed.is_some())?;
-        Ok(self.inner.borrow_mut().incoming.pop_front())
+        Ok(self.inner_mut().incoming.pop_front())
     }
 
     /// The close code and reason the server sent, once closed.
     pub fn close_reason(&self) -> Option<(Option<u16>, String)> {
-        self.inner.borrow().closed.clone()
+        self.inner().closed.clone()
     }
 
     /// Sends a close frame (1000) and waits for the server's, then for the connection to
@@ -242,10 +260,10 @@ impl BlockingClient {
 
     /// [`close`](Self::close) with a code and reason.
     pub fn close_with(&mut self, code: u16, reason: &str) -> io::Result<()> {
-        if self.inner.borrow().closed.is_some() {
+        if self.inner().closed.is_some() {
             return Ok(());
         }
-        self.inner.borrow_mut().close = Some((code, reason.to_owned()));
+        self.inner_mut().close = Some((code, reason.to_owned()));
         self.kick()?;
         self.wait(|s| s.closed.is_some())?;
         // Let the connection finish (the server closes the TCP connection first).
@@ -289,24 +307,26 @@ impl BlockingOptions {
 
     /// Connects as `info` says and waits for the handshake.
     pub fn connect(self, info: ClientConnect) -> io::Result<BlockingClient> {
-        let inner = Rc::new(RefCell::new(Inner::default()));
         let mut b = Context::builder()
             .no_listen()
             .handshake_timeout(self.timeout)
             .connect_timeout(self.timeout)
-            .protocol("wsreactor-blocking-client", Handler(inner.clone()));
+            .protocol("wsreactor-blocking-client", Handler::default());
         if let Some(ca) = self.ca_file {
             b = b.ssl_ca_filepath(ca);
         }
         let mut ctx = b.build()?;
+        let proto = ctx
+            .protocol_by_name("wsreactor-blocking-client")
+            .expect("registered above");
         ctx.connect(info.bind("wsreactor-blocking-client"))?;
         let mut c = BlockingClient {
             ctx,
-            inner,
+            proto,
             timeout: self.timeout,
         };
         c.wait(|s| s.established || s.error.is_some())?;
-        if let Some(e) = c.inner.borrow_mut().error.take() {
+        if let Some(e) = c.inner_mut().error.take() {
             return Err(io::Error::new(io::ErrorKind::ConnectionRefused, e));
         }
         Ok(c)

@@ -20,6 +20,7 @@ pub(crate) trait ErasedProtocol {
     fn drop_session(&mut self, session: u32);
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close>;
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close>;
+    fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn session_any(&mut self, session: u32) -> Option<&mut dyn Any>;
     fn sessions(&self) -> usize;
@@ -63,6 +64,10 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
 
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
         self.proto.protocol_callback(ctx, event)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        &self.proto
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {

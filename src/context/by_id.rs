@@ -21,6 +21,35 @@ impl Context {
         self.protocols.get(protocol.index()).map(|p| p.id)
     }
 
+    /// The handler of `protocol`, if it is of type `P`, to read its state between
+    /// `service()` calls (see [`protocol_mut`](Self::protocol_mut)).
+    ///
+    /// ```
+    /// # use wsreactor::{Close, Context, Protocol, Reason, Wsi};
+    /// #[derive(Default)]
+    /// struct Counter { messages: u64 }
+    /// impl Protocol for Counter {
+    ///     type Session = ();
+    ///     fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), r: Reason<'_>) -> Result<(), Close> {
+    ///         if let Reason::Receive { .. } = r { self.messages += 1 }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ctx = Context::builder().no_listen().protocol("count", Counter::default()).build()?;
+    /// let id = ctx.protocol_by_name("count").unwrap();
+    /// assert_eq!(ctx.protocol_ref::<Counter>(id).map(|c| c.messages), Some(0));
+    /// # #[derive(Default)] struct Other;
+    /// # impl Protocol for Other { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// assert!(ctx.protocol_ref::<Other>(id).is_none()); // not that type
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn protocol_ref<P: Protocol>(&self, protocol: ProtocolId) -> Option<&P> {
+        self.protocols
+            .get(protocol.index())
+            .and_then(|p| p.handler.as_any().downcast_ref::<P>())
+    }
+
     /// The handler of `protocol`, if it is of type `P`, for the main loop to reach its
     /// state between `service()` calls.
     pub fn protocol_mut<P: Protocol>(&mut self, protocol: ProtocolId) -> Option<&mut P> {
