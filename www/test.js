@@ -315,7 +315,7 @@
 
   function toConn(c) {
     return {
-      id: Number(c.id),
+      id: String(c.id),
       peer: String(c.peer === undefined ? "" : c.peer),
       protocol: String(c.protocol === undefined ? "" : c.protocol),
       since: Number(c.since)
@@ -340,11 +340,20 @@
     if (Array.isArray(j.connections)) conns = j.connections.filter(isObj).map(toConn);
     if (Array.isArray(j.removed)) {
       var gone = {};
-      j.removed.forEach(function (id) { gone[Number(id)] = true; });
+      j.removed.forEach(function (id) { gone[String(id)] = true; });
       conns = conns.filter(function (c) { return !gone[c.id]; });
     }
-    if (Array.isArray(j.added)) conns = conns.concat(j.added.filter(isObj).map(toConn));
-    conns.sort(function (a, b) { return a.id - b.id; });
+    /* The first update after the whole list can name again connections the list already
+       had (they joined between the server's last update and this socket's): keep one. */
+    if (Array.isArray(j.added)) {
+      var seen = {};
+      conns.concat(j.added.filter(isObj).map(toConn)).forEach(function (c) { seen[c.id] = c; });
+      conns = Object.keys(seen).map(function (k) { return seen[k]; });
+    }
+    /* Ids are decimal strings (a 64-bit id does not fit a JS number): by length, then text. */
+    conns.sort(function (a, b) {
+      return a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    });
     if (isObj(j.stats)) renderStats(j.stats);
     renderStatus();
   }

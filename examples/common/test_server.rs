@@ -42,7 +42,7 @@ impl Registry {
     fn entry_json(out: &mut String, id: ConnId, (peer, proto, since): &(String, &'static str, u128)) {
         let _ = write!(
             out,
-            "{{\"id\":{},\"peer\":\"{peer}\",\"protocol\":\"{proto}\",\"since\":{since}}}",
+            "{{\"id\":\"{}\",\"peer\":\"{peer}\",\"protocol\":\"{proto}\",\"since\":{since}}}",
             id.as_u64()
         );
     }
@@ -78,7 +78,7 @@ impl Registry {
             if i > 0 {
                 json.push(',');
             }
-            let _ = write!(json, "{}", id.as_u64());
+            let _ = write!(json, "\"{}\"", id.as_u64());
         }
         let _ = write!(json, "],\"stats\":{}}}", stats_json(stats));
         json

@@ -291,6 +291,9 @@ async function main() {
         if (!/^(\d{1,3}(\.\d{1,3}){3}|\[?[0-9a-fA-F:.]+\]?):\d+$/.test(r[1])) fail(`status row has a bad peer: ${JSON.stringify(r)}`);
         if (!/^\d\d:\d\d:\d\d$/.test(r[3])) fail(`status row has a bad "since": ${JSON.stringify(r)}`);
       }
+      const ids = rows.map((r) => r[0]);
+      const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
+      if (dup.length) fail(`lws-status table lists connections twice: ${JSON.stringify(dup)}`);
       return `${rows.length} rows: ${JSON.stringify(await counts())}`;
     });
 
