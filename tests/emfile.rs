@@ -5,43 +5,59 @@
 //! The limit is per process and the tests of a binary run in threads, so the server runs
 //! in a child process: this test binary again, with an environment variable saying so,
 //! under a lowered `RLIMIT_NOFILE`. Bounded in time; the child is stopped by closing its
-//! stdin, else killed by PID.
+//! stdin, else killed by PID. Both readiness modes: wsreactor's own mio loop, and a
+//! program's `poll(2)` loop (`external_poll`, the listener taken out of the program's poll
+//! set while starved, and given back by the retry timer through `service_pending`).
+
+#[path = "../examples/common/extpoll.rs"]
+#[allow(dead_code)]
+mod extpoll;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wsreactor::{Close, Context, Protocol, Reason, Wsi};
+use wsreactor::{Close, Context, Protocol, ProtocolContext, ProtocolEvent, Reason, Wsi};
 
+/// Set in the child to the readiness mode it runs: "mio" or "external".
 const CHILD: &str = "WSREACTOR_EMFILE_CHILD";
-const NAME: &str = "accept_at_the_fd_limit_neither_spins_nor_loses_the_backlog";
+const MIO: &str = "accept_at_the_fd_limit_neither_spins_nor_loses_the_backlog";
+const EXTERNAL: &str = "accept_at_the_fd_limit_in_an_external_poll_loop";
 /// Descriptors the child may open beyond those open when it starts.
 const SPARE: u64 = 8;
 const CLIENTS: usize = 24;
 
+/// Keeps the external loop's poll array (unused in the mio mode).
 #[derive(Default)]
-struct P;
+struct P(extpoll::PollArray);
 
 impl Protocol for P {
     type Session = ();
     fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> {
         Ok(())
     }
+    fn protocol_callback(&mut self, _: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
+        extpoll::track(&self.0, event);
+        Ok(())
+    }
 }
 
-fn child() {
+fn child(external: bool) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, open + SPARE, hard).unwrap();
-    let mut ctx = Context::builder()
+    let fds = extpoll::PollArray::default();
+    let mut b = Context::builder()
         .port(0)
         .interface("127.0.0.1")
         // Above the limit: this test is about accept failing, not the cap refusing.
         .max_connections(1000)
-        .protocol("p", P)
-        .build()
-        .unwrap();
+        .protocol("p", P(fds.clone()));
+    if external {
+        b = b.external_poll();
+    }
+    let mut ctx = b.build().unwrap();
     println!("PORT {}", ctx.local_addr().unwrap().port());
     std::io::stdout().flush().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -52,7 +68,11 @@ fn child() {
     });
     let end = Instant::now() + Duration::from_secs(30);
     while rx.try_recv().is_err() && Instant::now() < end {
-        ctx.service(Duration::from_millis(500)).unwrap();
+        if external {
+            extpoll::round(&mut ctx, &fds, Duration::from_millis(500)).unwrap();
+        } else {
+            ctx.service(Duration::from_millis(500)).unwrap();
+        }
     }
 }
 
@@ -80,12 +100,25 @@ fn answered(c: &mut TcpStream, wait: Duration) -> bool {
 
 #[test]
 fn accept_at_the_fd_limit_neither_spins_nor_loses_the_backlog() {
-    if std::env::var_os(CHILD).is_some() {
-        return child();
+    if let Some(mode) = std::env::var_os(CHILD) {
+        return child(mode == "external");
     }
+    at_the_limit(MIO, "mio");
+}
+
+#[test]
+fn accept_at_the_fd_limit_in_an_external_poll_loop() {
+    if let Some(mode) = std::env::var_os(CHILD) {
+        return child(mode == "external");
+    }
+    at_the_limit(EXTERNAL, "external");
+}
+
+/// Runs test `name` again as a child in readiness `mode`, and checks it from outside.
+fn at_the_limit(name: &str, mode: &str) {
     let mut proc = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
