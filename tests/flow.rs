@@ -244,7 +244,19 @@ fn writable_back_pressure_does_not_spin_and_delivers_everything() {
     c.send(&Req::upgrade(s.port).bytes());
     assert_eq!(c.read_response().unwrap().status, 101);
 
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait for the stall: the kernel's buffers full and nothing more written for 200 ms (a
+    // fixed wait was too short on a loaded machine, and WRITEABLEs still running counted
+    // as spinning).
+    let end = Instant::now() + T;
+    loop {
+        let x = stats.lock().unwrap().clone();
+        std::thread::sleep(Duration::from_millis(200));
+        let y = stats.lock().unwrap().clone();
+        if x.written == y.written && x.writeables == y.writeables {
+            break;
+        }
+        assert!(Instant::now() < end, "no stall: {y:?}");
+    }
     let a = stats.lock().unwrap().clone();
     let it_a = s.iterations.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(500));
