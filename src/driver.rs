@@ -442,9 +442,7 @@ impl Context {
             // An outgoing connection that never opened: its error, and no CLOSED.
             c.set(flag::CLOSED_NOTIFIED);
             let why = c
-                .http
-                .as_mut()
-                .and_then(|h| h.client.as_mut())
+                .client_mut()
                 .and_then(|cs| cs.error.take())
                 .unwrap_or_else(|| "the connection closed before the handshake completed".into());
             let session = c.session;

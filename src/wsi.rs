@@ -147,8 +147,11 @@ impl ConnRequests<'_> {
     }
 }
 
-/// Context-wide requests, shared by [`Wsi`] and [`ProtocolContext`].
-macro_rules! context_requests {
+/// The calls on protocols and on the context's user value that the [`Context`](crate::Context),
+/// a [`Wsi`] and a [`ProtocolContext`] all have (each holds the context's `shared` part).
+/// Asked from a callback, the `*_all_protocol` requests are served after it returns; asked
+/// from the loop, by the next `service()`.
+macro_rules! shared_calls {
     () => {
         /// Asks for a WRITEABLE callback on every connection of `protocol`
         /// (`libwebsocket_callback_on_writable_all_protocol`).
@@ -162,22 +165,13 @@ macro_rules! context_requests {
             self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
         }
 
-        /// Calls the handler with [`Reason::User`](crate::Reason::User) `{ event, data }` for every WebSocket
-        /// connection of `protocol` (`libwebsocket_callback_all_protocol`, for the user's
-        /// reasons only), after this callback returns.
+        /// Calls the handler with [`Reason::User`](crate::Reason::User) `{ event, data }` for
+        /// every WebSocket connection of `protocol` (`libwebsocket_callback_all_protocol`,
+        /// for the user's reasons only); from a callback, after it returns.
         pub fn callback_all_protocol(&mut self, protocol: ProtocolId, event: u32, data: &[u8]) {
             self.shared
                 .requests
                 .push(CtxRequest::Callback(protocol, event, data.into()));
-        }
-
-        /// Requests for connection `id` (any connection, of any protocol), carried out
-        /// after this callback returns: see [`ConnRequests`].
-        pub fn conn(&mut self, id: ConnId) -> ConnRequests<'_> {
-            ConnRequests {
-                requests: &mut self.shared.requests,
-                id,
-            }
         }
 
         /// The id of the protocol registered under `name`.
@@ -195,6 +189,23 @@ macro_rules! context_requests {
         /// The context-wide user value, mutable, if it is a `T`.
         pub fn user_mut<T: 'static>(&mut self) -> Option<&mut T> {
             self.shared.user.as_mut()?.downcast_mut()
+        }
+    };
+}
+pub(crate) use shared_calls;
+
+/// What a callback has beyond [`shared_calls`]: requests for any connection by id.
+macro_rules! context_requests {
+    () => {
+        shared_calls!();
+
+        /// Requests for connection `id` (any connection, of any protocol), carried out
+        /// after this callback returns: see [`ConnRequests`].
+        pub fn conn(&mut self, id: ConnId) -> ConnRequests<'_> {
+            ConnRequests {
+                requests: &mut self.shared.requests,
+                id,
+            }
         }
     };
 }
@@ -734,7 +745,7 @@ impl<'a> Wsi<'a> {
     /// (`lws_hdr_copy`). On an outgoing connection, during `CLIENT_FILTER_PRE_ESTABLISH`:
     /// a header of the server's response.
     pub fn header(&self, name: &str) -> Option<&str> {
-        if let Some(cs) = self.conn.http.as_ref().and_then(|h| h.client.as_ref()) {
+        if let Some(cs) = self.conn.client() {
             return cs.response_header(name);
         }
         self.conn.request().and_then(|r| r.header(name))

@@ -11,10 +11,7 @@ use crate::shared::CtxRequest;
 use crate::wsi::Wsi;
 
 impl Context {
-    /// The id of the protocol registered under `name`.
-    pub fn protocol_by_name(&self, name: &str) -> Option<ProtocolId> {
-        self.shared.protocol_id(name)
-    }
+    crate::wsi::shared_calls!();
 
     /// The user id given with [`ProtocolSpec::id`](crate::ProtocolSpec::id).
     pub fn protocol_user_id(&self, protocol: ProtocolId) -> Option<u32> {
@@ -63,27 +60,6 @@ impl Context {
         self.protocols
             .get(protocol.index())
             .map_or(0, |p| p.handler.sessions())
-    }
-
-    /// Asks for a WRITEABLE callback on every connection of `protocol`
-    /// (`libwebsocket_callback_on_writable_all_protocol`); served by the next `service()`.
-    pub fn callback_on_writable_all_protocol(&mut self, protocol: ProtocolId) {
-        self.shared.requests.push(CtxRequest::Writable(protocol));
-    }
-
-    /// Re-enables reading on every paused connection of `protocol`
-    /// (`libwebsocket_rx_flow_allow_all_protocol`).
-    pub fn rx_flow_allow_all_protocol(&mut self, protocol: ProtocolId) {
-        self.shared.requests.push(CtxRequest::RxFlowAllow(protocol));
-    }
-
-    /// Calls every WebSocket connection of `protocol` with [`Reason::User`] `{ event, data }`
-    /// (`libwebsocket_callback_all_protocol`, for the user's reasons only); done by the next
-    /// `service()`.
-    pub fn callback_all_protocol(&mut self, protocol: ProtocolId, event: u32, data: &[u8]) {
-        self.shared
-            .requests
-            .push(CtxRequest::Callback(protocol, event, data.into()));
     }
 
     /// The slab key of connection `id` if it is still open.
@@ -250,17 +226,5 @@ impl Context {
             }
         }
         s
-    }
-
-    /// The context-wide user value given with
-    /// [`ContextBuilder::user`](crate::ContextBuilder::user), if it is a `T`
-    /// (`libwebsocket_context_user`).
-    pub fn user<T: 'static>(&self) -> Option<&T> {
-        self.shared.user.as_ref()?.downcast_ref()
-    }
-
-    /// The context-wide user value, mutable, if it is a `T`.
-    pub fn user_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.shared.user.as_mut()?.downcast_mut()
     }
 }

@@ -63,6 +63,17 @@ pub(crate) struct ClientState {
     deflate_offered: bool,
 }
 
+/// A connecting client's state, which lives in the HTTP state of its connection.
+impl Conn {
+    pub(crate) fn client(&self) -> Option<&ClientState> {
+        self.http.as_ref().and_then(|h| h.client.as_deref())
+    }
+
+    pub(crate) fn client_mut(&mut self) -> Option<&mut ClientState> {
+        self.http.as_mut().and_then(|h| h.client.as_deref_mut())
+    }
+}
+
 impl ClientState {
     /// The host the TCP connection goes to (the proxy's or the target's), for messages.
     fn dial_host(&self) -> &str {
@@ -80,9 +91,7 @@ impl ClientState {
 /// The descriptors of an outgoing connection's other attempts in flight, to take them out
 /// of an external poll set with the connection.
 pub(crate) fn racing_fds(c: &Conn) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
-    c.http
-        .as_ref()
-        .and_then(|h| h.client.as_ref())
+    c.client()
         .into_iter()
         .flat_map(|cs| cs.racing.iter().map(|(s, _)| s.as_raw_fd()))
 }
@@ -389,11 +398,7 @@ impl Context {
             if c.gen != gen || c.state != State::ClientConnecting {
                 continue;
             }
-            let cs = c
-                .http
-                .as_mut()
-                .and_then(|h| h.client.as_mut())
-                .expect("client state");
+            let cs = c.client_mut().expect("client state");
             match r {
                 Ok(addrs) if !addrs.is_empty() => self.client_start_addresses(k, addrs),
                 Ok(_) => {
@@ -410,12 +415,7 @@ impl Context {
 
     /// Starts connecting through `addrs`, IPv6 and IPv4 alternating (RFC 8305's order).
     fn client_start_addresses(&mut self, k: usize, addrs: Vec<SocketAddr>) {
-        let Some(cs) = self
-            .conns
-            .get_mut(k)
-            .and_then(|c| c.http.as_mut())
-            .and_then(|h| h.client.as_mut())
-        else {
+        let Some(cs) = self.conns.get_mut(k).and_then(Conn::client_mut) else {
             return;
         };
         let (v6, v4): (Vec<_>, Vec<_>) = addrs.into_iter().partition(SocketAddr::is_ipv6);
@@ -448,11 +448,7 @@ impl Context {
             if c.gen != gen || c.state != State::ClientConnecting {
                 continue;
             }
-            let cs = c
-                .http
-                .as_mut()
-                .and_then(|h| h.client.as_mut())
-                .expect("client state");
+            let cs = c.client_mut().expect("client state");
             let Some(addr) = cs.addrs.pop() else {
                 continue;
             };
@@ -483,6 +479,7 @@ impl Context {
             let Some(c) = self.conns.get_mut(k) else {
                 return;
             };
+            // Field by field: the transport is used while the client state is borrowed.
             let cs = c
                 .http
                 .as_mut()
@@ -518,14 +515,11 @@ impl Context {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        if c.http
-            .as_ref()
-            .and_then(|h| h.client.as_ref())
-            .is_none_or(|cs| cs.current.is_none())
-        {
+        if c.client().is_none_or(|cs| cs.current.is_none()) {
             return; // still resolving
         }
         let mut result = c.transport.connect_result();
+        // Field by field: the transport is used while the client state is borrowed.
         let cs = c
             .http
             .as_mut()
@@ -589,11 +583,7 @@ impl Context {
                 }
             }
             Err(e) => {
-                let cs = c
-                    .http
-                    .as_mut()
-                    .and_then(|h| h.client.as_mut())
-                    .expect("client state");
+                let cs = c.client_mut().expect("client state");
                 let what = if cs.proxy.is_some() { "the proxy " } else { "" };
                 cs.error = Some(format!("connect to {what}{}: {e}", cs.current.expect("set")));
                 self.client_next_address(k);
@@ -688,12 +678,7 @@ impl Context {
     fn client_send_request(&mut self, k: usize) {
         self.conns[k].set(flag::MAY_READ);
         let offer = self.deflate_offer(k);
-        let Some(cs) = self
-            .conns
-            .get_mut(k)
-            .and_then(|c| c.http.as_mut())
-            .and_then(|h| h.client.as_mut())
-        else {
+        let Some(cs) = self.conns.get_mut(k).and_then(Conn::client_mut) else {
             return;
         };
         if let Some(offer) = offer {
@@ -842,12 +827,7 @@ impl Context {
 
     /// Records why an outgoing connection failed and removes it (`CLIENT_CONNECTION_ERROR`).
     pub(crate) fn client_fail(&mut self, k: usize, reason: String) {
-        if let Some(cs) = self
-            .conns
-            .get_mut(k)
-            .and_then(|c| c.http.as_mut())
-            .and_then(|h| h.client.as_mut())
-        {
+        if let Some(cs) = self.conns.get_mut(k).and_then(Conn::client_mut) {
             log::debug!("client {k}: {reason}");
             cs.error = Some(reason);
         }
@@ -857,12 +837,7 @@ impl Context {
     /// Notes an I/O error of an outgoing connection that is not established yet, for its
     /// `CLIENT_CONNECTION_ERROR`.
     pub(crate) fn client_note(&mut self, k: usize, what: &str) {
-        if let Some(cs) = self
-            .conns
-            .get_mut(k)
-            .and_then(|c| c.http.as_mut())
-            .and_then(|h| h.client.as_mut())
-        {
+        if let Some(cs) = self.conns.get_mut(k).and_then(Conn::client_mut) {
             if cs.error.is_none() {
                 cs.error = Some(what.to_owned());
             }
