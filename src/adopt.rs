@@ -109,7 +109,7 @@ impl Context {
         let sock = mio::net::TcpStream::from_std(sock);
         let transport = match &self.tls {
             None => Transport::tcp(sock),
-            Some(tls) => Transport::tls(sock, tls)?,
+            Some(tls) => Transport::tls(sock, tls.config.clone())?,
         };
         let r = self.adopt_stream(transport, preread);
         self.report_poll_changes();

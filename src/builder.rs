@@ -133,6 +133,8 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
+    /// What a TLS listener does with plain HTTP.
+    pub(crate) plain_http: PlainHttp,
     pub(crate) http_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
     pub(crate) send_timeout: Duration,
@@ -164,6 +166,7 @@ impl ContextBuilder {
                 handshake_timeout: Duration::from_secs(10),
                 connect_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(5),
+                plain_http: PlainHttp::Refuse,
                 http_timeout: Duration::from_secs(30),
                 keepalive_timeout: Duration::from_secs(15),
                 send_timeout: Duration::from_secs(30),
@@ -724,7 +727,7 @@ impl ContextBuilder {
     /// What the TLS port does with a client speaking plain HTTP. Default:
     /// [`PlainHttp::Refuse`] (400).
     pub fn ssl_plain_http(mut self, policy: PlainHttp) -> Self {
-        self.tls.plain = policy;
+        self.cfg.plain_http = policy;
         self
     }
 
@@ -768,6 +771,7 @@ impl ContextBuilder {
             listeners.push(listener::Listener {
                 sock: listener::ListenSock::Tcp(l),
                 tls: tls.is_some(),
+                own_tls: None,
             });
         }
         for spec in &self.listens {
@@ -777,18 +781,25 @@ impl ContextBuilder {
                     "more than 63 listeners",
                 ));
             }
-            if spec.ssl && tls.is_none() {
+            if spec.ssl && tls.is_none() && spec.own_tls.is_none() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "a TLS listener needs a certificate (ssl_cert_filepath and friends)",
+                    "a TLS listener needs a certificate (ssl_cert_filepath and friends, or the listener's own)",
                 ));
             }
+            let own_tls = match &spec.own_tls {
+                None => None,
+                Some(listener::ListenTls::Config(c)) => Some(c.clone()),
+                Some(listener::ListenTls::Pem(pem)) => {
+                    Some(self.tls.build_for_listener(pem, self.cfg.ca_file.as_deref())?)
+                }
+            };
             let opts = listener::SockOpts {
                 backlog: self.backlog,
                 reuse_port: self.reuse_port,
                 keepalive: self.cfg.tcp_keepalive,
             };
-            let mut l = listener::open_listener(spec, opts)?;
+            let mut l = listener::open_listener(spec, opts, own_tls)?;
             readiness.add_listener(&mut l.sock, listeners.len())?;
             log::info!(
                 "listening on {:?}{}",

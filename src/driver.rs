@@ -142,7 +142,7 @@ impl Context {
                     Ok(Sniffed::Tls) => {}
                     Ok(Sniffed::Plain) => {
                         log::debug!("{}: plain bytes on the TLS port", c.peer());
-                        if self.tls.as_ref().is_some_and(|t| t.plain != PlainHttp::Serve) {
+                        if self.cfg.plain_http != PlainHttp::Serve {
                             c.set(flag::PLAIN_ON_TLS);
                         }
                     }

@@ -15,6 +15,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Most listeners of one context (their tokens and the starved-listener bits).
 pub(crate) const MAX_LISTENERS: usize = 63;
@@ -44,6 +45,14 @@ pub(crate) const MAX_LISTENERS: usize = 63;
 pub struct Listen {
     pub(crate) kind: ListenKind,
     pub(crate) ssl: bool,
+    pub(crate) own_tls: Option<ListenTls>,
+}
+
+/// A listener's own certificate, instead of the context's.
+#[derive(Debug, Clone)]
+pub(crate) enum ListenTls {
+    Pem(crate::tls::Pem),
+    Config(Arc<rustls::ServerConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +71,7 @@ impl Listen {
                 port,
             },
             ssl: false,
+            own_tls: None,
         }
     }
 
@@ -71,6 +81,7 @@ impl Listen {
         Listen {
             kind: ListenKind::Unix(path.into()),
             ssl: false,
+            own_tls: None,
         }
     }
 
@@ -78,6 +89,47 @@ impl Listen {
     /// Default: plain.
     pub fn ssl(mut self, yes: bool) -> Listen {
         self.ssl = yes;
+        self
+    }
+
+    /// Serves TLS with a certificate of its own (PEM files: the chain, then the key),
+    /// instead of the context's: one context serving two sites on two ports (libwebsockets'
+    /// vhosts, each with its certificate). The context's cipher list, client-certificate
+    /// mode and CA file apply; its SNI names do not (this certificate answers every name).
+    /// A bad file fails [`build`](crate::ContextBuilder::build), naming it.
+    ///
+    /// ```no_run
+    /// use wsreactor::{Context, Listen};
+    /// # use wsreactor::{Close, Protocol, Reason, Wsi};
+    /// # #[derive(Default)] struct P;
+    /// # impl Protocol for P { type Session = ();
+    /// #   fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> { Ok(()) } }
+    /// let ctx = Context::builder()
+    ///     .no_listen()
+    ///     .listen(Listen::tcp("", 443).ssl_cert("a.example/cert.pem", "a.example/key.pem"))
+    ///     .listen(Listen::tcp("", 8443).ssl_cert("b.example/cert.pem", "b.example/key.pem"))
+    ///     .protocol("p", P)
+    ///     .build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn ssl_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Listen {
+        self.ssl = true;
+        self.own_tls = Some(ListenTls::Pem(crate::tls::Pem::Files(cert.into(), key.into())));
+        self
+    }
+
+    /// [`ssl_cert`](Self::ssl_cert) from PEM text in memory.
+    pub fn ssl_cert_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Listen {
+        self.ssl = true;
+        self.own_tls = Some(ListenTls::Pem(crate::tls::Pem::Memory(chain.into(), key.into())));
+        self
+    }
+
+    /// Serves TLS with this rustls configuration as it is (the listener's own
+    /// [`ssl_server_config`](crate::ContextBuilder::ssl_server_config)).
+    pub fn ssl_server_config(mut self, config: Arc<rustls::ServerConfig>) -> Listen {
+        self.ssl = true;
+        self.own_tls = Some(ListenTls::Config(config));
         self
     }
 }
@@ -96,6 +148,8 @@ pub(crate) struct Listener {
     pub(crate) sock: ListenSock,
     /// Connections accepted here speak TLS.
     pub(crate) tls: bool,
+    /// This listener's own TLS configuration, else the context's.
+    pub(crate) own_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub(crate) enum ListenSock {
@@ -169,7 +223,11 @@ impl Listener {
 }
 
 /// Opens the listener `spec` asks for.
-pub(crate) fn open_listener(spec: &Listen, opts: SockOpts) -> io::Result<Listener> {
+pub(crate) fn open_listener(
+    spec: &Listen,
+    opts: SockOpts,
+    own_tls: Option<Arc<rustls::ServerConfig>>,
+) -> io::Result<Listener> {
     let sock = match &spec.kind {
         ListenKind::Tcp { interface, port } => ListenSock::Tcp(bind(interface.as_deref(), *port, opts)?),
         ListenKind::Unix(path) => {
@@ -188,7 +246,11 @@ pub(crate) fn open_listener(spec: &Listen, opts: SockOpts) -> io::Result<Listene
             "a Unix-domain listener is plain (no TLS)",
         ));
     }
-    Ok(Listener { sock, tls: spec.ssl })
+    Ok(Listener {
+        sock,
+        tls: spec.ssl,
+        own_tls,
+    })
 }
 
 /// Opens a non-blocking listener on `port` (0 = any free port).
@@ -290,7 +352,11 @@ impl Context {
             let Some(l) = self.listeners.get(i) else {
                 return;
             };
-            let listener_tls = l.tls;
+            let tls = match (&l.own_tls, l.tls) {
+                (Some(own), _) => Some(own.clone()),
+                (None, true) => self.tls.as_ref().map(|t| t.config.clone()),
+                (None, false) => None,
+            };
             let (sock, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -327,7 +393,6 @@ impl Context {
             }
             // Linux copies TCP_NODELAY from the listener to accepted sockets (set in
             // `open`): one setsockopt per connection saved.
-            let tls = if listener_tls { self.tls.as_ref() } else { None };
             let transport = match (sock, tls) {
                 (Accepted::Unix(s), _) => Transport::unix(s),
                 (Accepted::Tcp(s), None) => {

@@ -51,9 +51,20 @@ pub enum PlainHttp {
 }
 
 /// Where a certificate chain and key come from.
+#[derive(Clone)]
 pub(crate) enum Pem {
     Files(PathBuf, PathBuf),
     Memory(Vec<u8>, Vec<u8>),
+}
+
+/// Names the files, never prints a key.
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pem::Files(cert, key) => write!(f, "Pem::Files({cert:?}, {key:?})"),
+            Pem::Memory(..) => f.write_str("Pem::Memory(..)"),
+        }
+    }
 }
 
 /// The TLS part of the builder.
@@ -64,13 +75,11 @@ pub(crate) struct TlsOptions {
     pub(crate) cipher_list: Option<String>,
     pub(crate) client_certs: ClientCerts,
     pub(crate) server_config: Option<Arc<ServerConfig>>,
-    pub(crate) plain: PlainHttp,
 }
 
-/// What the reactor keeps of TLS: the shared rustls configuration and the plain-HTTP policy.
+/// What the reactor keeps of TLS: the rustls configuration of the context's certificates.
 pub(crate) struct TlsContext {
     pub(crate) config: Arc<ServerConfig>,
-    pub(crate) plain: PlainHttp,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -84,29 +93,47 @@ impl TlsOptions {
     }
 
     /// Builds the rustls configuration: errors name the file or setting at fault.
-    pub(crate) fn build(self, ca: Option<&std::path::Path>) -> io::Result<TlsContext> {
-        if let Some(config) = self.server_config {
+    pub(crate) fn build(&self, ca: Option<&std::path::Path>) -> io::Result<TlsContext> {
+        if let Some(config) = &self.server_config {
             return Ok(TlsContext {
-                config,
-                plain: self.plain,
+                config: config.clone(),
             });
         }
+        let config = self.server_config_for(self.cert.as_ref(), &self.sni, ca)?;
+        Ok(TlsContext { config })
+    }
+
+    /// The configuration of a listener with a certificate of its own: the context's
+    /// cipher and client-certificate settings, that certificate for every name.
+    pub(crate) fn build_for_listener(
+        &self,
+        cert: &Pem,
+        ca: Option<&std::path::Path>,
+    ) -> io::Result<Arc<ServerConfig>> {
+        self.server_config_for(Some(cert), &[], ca)
+    }
+
+    fn server_config_for(
+        &self,
+        cert: Option<&Pem>,
+        sni: &[(String, Pem)],
+        ca: Option<&std::path::Path>,
+    ) -> io::Result<Arc<ServerConfig>> {
         let mut provider = rustls::crypto::ring::default_provider();
         if let Some(list) = &self.cipher_list {
             provider.cipher_suites = cipher_suites(&provider, list)?;
         }
         let provider = Arc::new(provider);
-        let default = match &self.cert {
+        let default = match cert {
             Some(pem) => Some(certified_key(pem, &provider)?),
             None => None,
         };
         let mut by_name = HashMap::new();
-        for (name, pem) in &self.sni {
+        for (name, pem) in sni {
             by_name.insert(name.to_ascii_lowercase(), certified_key(pem, &provider)?);
         }
         let Some(default) = default.or_else(|| {
-            self.sni
-                .first()
+            sni.first()
                 .and_then(|(n, _)| by_name.get(&n.to_ascii_lowercase()).cloned())
         }) else {
             return Err(invalid("TLS: no certificate given".into()));
@@ -143,10 +170,7 @@ impl TlsOptions {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer =
             rustls::crypto::ring::Ticketer::new().map_err(|e| invalid(format!("TLS: ticketer: {e}")))?;
-        Ok(TlsContext {
-            config: Arc::new(config),
-            plain: self.plain,
-        })
+        Ok(Arc::new(config))
     }
 }
 

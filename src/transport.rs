@@ -10,7 +10,6 @@
 //! adopted), or any other pollable descriptor adopted raw (a pipe, a timerfd, a serial
 //! device, a socket of another protocol), read and written as a file.
 
-use crate::tls::TlsContext;
 use mio::event::Source as MioSource;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
@@ -172,8 +171,8 @@ impl Transport {
     }
 
     /// A connection accepted on a TLS listener.
-    pub(crate) fn tls(sock: TcpStream, ctx: &TlsContext) -> io::Result<Self> {
-        let conn = ServerConnection::new(ctx.config.clone()).map_err(io::Error::other)?;
+    pub(crate) fn tls(sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         Ok(Transport::with_session(sock, Connection::Server(conn), false))
     }
 

@@ -1,5 +1,6 @@
 //! Several listeners on one context: IPv4 and IPv6, TLS and plain, a Unix-domain path;
-//! each reachable, each with its own address; the error paths.
+//! each reachable, each with its own address (and a TLS one with its own certificate);
+//! the error paths.
 
 mod common;
 #[path = "common/tls.rs"]
@@ -142,6 +143,89 @@ fn one_context_several_listeners_tls_plain_ipv6_unix() {
     want.sort();
     assert_eq!(got, want);
     assert!(!path.exists(), "the socket file goes with the context");
+}
+
+#[test]
+fn each_tls_listener_may_have_its_own_certificate() {
+    init_logger();
+    let log = Log::new();
+    let (ca_a, ca_b, ca_c) = (Ca::new("site A CA"), Ca::new("site B CA"), Ca::new("site C CA"));
+    let (a, b, c) = (
+        ca_a.server(&["localhost"]),
+        ca_b.server(&["localhost"]),
+        ca_c.server(&["localhost"]),
+    );
+    let dir = TempDir::new("listener-certs");
+    let (b_cert, b_key) = (dir.write("b.pem", &b.cert_pem), dir.write("b.key", &b.key_pem));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop2, l) = (stop.clone(), log.clone());
+    let (a_pem, c_pem) = (
+        (a.cert_pem.clone(), a.key_pem.clone()),
+        (c.cert_pem.clone(), c.key_pem.clone()),
+    );
+    let server = std::thread::spawn(move || {
+        let mut ctx = Context::builder()
+            .no_listen()
+            .ssl_cert_pem(a_pem.0, a_pem.1)
+            .listen(Listen::tcp("127.0.0.1", 0).ssl(true))
+            .listen(Listen::tcp("127.0.0.1", 0).ssl_cert(b_cert, b_key))
+            .listen(Listen::tcp("127.0.0.1", 0).ssl_cert_pem(c_pem.0, c_pem.1))
+            .protocol("echo", Recorder::echo("echo", &l))
+            .build()
+            .unwrap();
+        tx.send([0, 1, 2].map(|i| tcp_port(&ctx, i))).unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && !stop2.load(Ordering::SeqCst) {
+            ctx.service(Duration::from_millis(10)).unwrap();
+        }
+    });
+    let ports = rx.recv().unwrap();
+    // Each port shows its certificate, verified against its CA, and echoes.
+    for (port, ca, leaf, text) in [
+        (ports[0], &ca_a, &a, "context's"),
+        (ports[1], &ca_b, &b, "own, files"),
+        (ports[2], &ca_c, &c, "own, memory"),
+    ] {
+        let mut t = TlsClient::open(port, &client_config(ca), "localhost");
+        assert!(
+            t.server_leaf() == leaf.der,
+            "port {port} ({text}) showed another certificate"
+        );
+        t.send_text(text);
+        t.expect_text(text);
+        t.send_close(1000, "");
+    }
+    // A client that trusts only site A's CA is refused by site B's port.
+    assert!(TlsClient::connect(ports[1], &client_config(&ca_a), "localhost").is_err());
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+
+    // A listener's own certificate needs none of the context's.
+    let build = |b: wsreactor::ContextBuilder| {
+        b.no_listen()
+            .protocol("echo", Recorder::echo("echo", &log))
+            .build()
+    };
+    let ctx = build(
+        Context::builder()
+            .listen(Listen::tcp("127.0.0.1", 0).ssl_cert_pem(b.cert_pem.clone(), b.key_pem.clone())),
+    );
+    assert!(ctx.is_ok(), "{:?}", ctx.err());
+    // A missing certificate file fails the build, naming the file.
+    let missing = dir.0.join("missing.pem");
+    let e =
+        build(Context::builder().listen(Listen::tcp("127.0.0.1", 0).ssl_cert(&missing, dir.0.join("b.key"))))
+            .err()
+            .unwrap();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+    // Nor is a Unix-domain listener TLS with a certificate of its own.
+    let e = build(
+        Context::builder()
+            .listen(Listen::unix(dir.0.join("s.sock")).ssl_cert_pem(b.cert_pem.clone(), b.key_pem.clone())),
+    );
+    assert!(e.is_err());
 }
 
 #[test]

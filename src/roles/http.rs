@@ -132,7 +132,7 @@ impl Context {
     /// A plain HTTP request on a TLS listener: a 400 page saying so, or a redirect to the
     /// same URL over https (the choice of [`PlainHttp`]); either way the connection closes.
     fn plain_on_tls(&mut self, k: usize) {
-        let redirect = self.tls.as_ref().is_some_and(|t| t.plain == PlainHttp::Redirect);
+        let redirect = self.cfg.plain_http == PlainHttp::Redirect;
         let c = &self.conns[k];
         let request = c.request().expect("held");
         let location = match (redirect, request.header("host")) {
