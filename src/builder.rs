@@ -350,7 +350,7 @@ impl ContextBuilder {
 
     /// The hosts that are never proxied, as curl's `no_proxy`: comma-separated host names
     /// (each also matching its sub-domains: `example.com` and `.example.com` both match
-    /// `www.example.com`), IP literals (exact match), or `*` for all. Nothing is exempt
+    /// `www.example.com`), IP literals (exact match), CIDR ranges (`10.0.0.0/8`), or `*` for all. Nothing is exempt
     /// otherwise: as for curl, `localhost`, `127.0.0.1` and `::1` are proxied unless listed.
     ///
     /// Default: the environment's `no_proxy` (or `NO_PROXY`) when the context is built.

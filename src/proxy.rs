@@ -8,7 +8,7 @@
 //!
 //! Which connections use one: see [`ContextBuilder::proxy`](crate::ContextBuilder::proxy).
 //! `no_proxy` follows curl: a comma-separated list of host names (each also matching its
-//! sub-domains; a leading `.` is optional), IP literals (exact match), or `*` for every
+//! sub-domains; a leading `.` is optional), IP literals (exact match), CIDR ranges (`10.0.0.0/8`, `fd00::/8`), or `*` for every
 //! host. Nothing else is exempt: `localhost`, `127.0.0.1` and `::1` go through the proxy
 //! unless `no_proxy` names them.
 
@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 
 /// An HTTP proxy to tunnel through.
 #[derive(Clone, PartialEq, Eq)]
@@ -126,6 +127,23 @@ pub(crate) fn write_connect(out: &mut Vec<u8>, host: &str, port: u16, auth: Opti
 pub(crate) struct NoProxy {
     all: bool,
     entries: Vec<String>,
+    /// CIDR ranges (`10.0.0.0/8`, `fd00::/8`), as curl takes them since 7.86.
+    ranges: Vec<(IpAddr, u8)>,
+}
+
+/// `a` is inside `net/bits` (both of one family).
+fn in_range(a: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
 }
 
 impl NoProxy {
@@ -138,6 +156,17 @@ impl NoProxy {
             }
             let e = e.trim_start_matches("*.").trim_start_matches('.');
             let e = e.trim_matches(|c| c == '[' || c == ']');
+            if let Some((net, bits)) = e.split_once('/') {
+                // A range that does not parse, or a prefix longer than the address, is
+                // ignored (as curl does), not taken for a name.
+                let net = net.trim_end_matches(']').trim_start_matches('[');
+                if let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u8>()) {
+                    if bits <= if net.is_ipv4() { 32 } else { 128 } {
+                        n.ranges.push((net, bits));
+                    }
+                }
+                continue;
+            }
             if !e.is_empty() {
                 n.entries.push(e.to_ascii_lowercase());
             }
@@ -151,11 +180,16 @@ impl NoProxy {
             return true;
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        let ip = host.parse::<IpAddr>().ok();
+        if let Some(ip) = ip {
+            if self.ranges.iter().any(|&(net, bits)| in_range(ip, net, bits)) {
+                return true;
+            }
+        }
         self.entries.iter().any(|e| {
-            if is_ip {
-                // An IP literal matches only itself (curl's CIDR ranges are not supported).
-                return e.parse::<std::net::IpAddr>().ok() == host.parse().ok();
+            if let Some(ip) = ip {
+                // An IP literal matches itself, or a range above; never a name's suffix.
+                return e.parse::<IpAddr>().ok() == Some(ip);
             }
             host == *e
                 || (host.len() > e.len()
@@ -276,6 +310,20 @@ mod tests {
         assert!(!n.matches("localhost"));
         assert!(!n.matches("127.0.0.1"));
         assert!(NoProxy::parse("*").matches("anything"));
+        // CIDR ranges, IPv4 and IPv6; a bad one is ignored, not taken for a name.
+        let r = NoProxy::parse("10.0.0.0/8, 192.168.1.0/24, [fd00::]/8, 172.16.0.0/40, 1.2.3.4/x");
+        assert!(r.matches("10.200.3.4"));
+        assert!(!r.matches("11.0.0.1"));
+        assert!(r.matches("192.168.1.77"));
+        assert!(!r.matches("192.168.2.1"));
+        assert!(r.matches("fd12::1"));
+        assert!(!r.matches("fe80::1"));
+        assert!(!r.matches("172.16.0.1"));
+        assert!(!r.matches("10.example"));
+        assert!(NoProxy::parse("0.0.0.0/0").matches("8.8.8.8"));
+        assert!(!NoProxy::parse("0.0.0.0/0").matches("::1"));
+        assert!(NoProxy::parse("127.0.0.1/32").matches("127.0.0.1"));
+        assert!(!NoProxy::parse("127.0.0.1/32").matches("127.0.0.2"));
         assert!(!NoProxy::parse("").matches("anything"));
         let cfg = ProxyConfig {
             plain: Proxy::parse("p:1").unwrap(),
