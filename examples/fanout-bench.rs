@@ -5,11 +5,14 @@
 //!
 //! ```text
 //! cargo run --release --example fanout-bench -- --port 9001 --subscribers 1000 [--size 16]
-//!     [--secs 5] [--deliveries 200000] [--no-subscribe]
+//!     [--secs 5] [--deliveries 200000] [--bursts B] [--no-subscribe]
 //! ```
 //!
 //! `--deliveries` is the target of delivered messages per second (bursts are spaced to
-//! reach it); `--no-subscribe` only counts connections, for the idle baseline of memory.
+//! reach it); `--bursts B` publishes exactly B bursts instead (back to back, `--secs`
+//! ignored), for callgrind runs whose difference is a whole number of bursts
+//! (bench/fanout.sh --callgrind); `--no-subscribe` only counts connections, for the idle
+//! baseline of memory.
 
 #[path = "common/procstat.rs"]
 mod procstat;
@@ -52,6 +55,11 @@ fn main() -> std::io::Result<()> {
     let secs: f64 = arg(&args, "--secs", 5.0);
     let rate: f64 = arg(&args, "--deliveries", 200_000.0);
     let subscribe = !args.iter().any(|a| a == "--no-subscribe");
+    let bursts: Option<u64> = args
+        .iter()
+        .position(|a| a == "--bursts")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
     let mut ctx = Context::builder()
         .port(port)
         .interface("127.0.0.1")
@@ -59,7 +67,7 @@ fn main() -> std::io::Result<()> {
         .build()?;
     let rss0 = procstat::rss_kb();
     // wait for the subscribers
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         ctx.service(Duration::from_millis(10))?;
         let have = if subscribe {
@@ -71,7 +79,7 @@ fn main() -> std::io::Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            eprintln!("fanout-bench: only {have} of {n} connections after 120 s");
+            eprintln!("fanout-bench: only {have} of {n} connections after 600 s");
             std::process::exit(1);
         }
     }
@@ -81,14 +89,22 @@ fn main() -> std::io::Result<()> {
     }
     let rss1 = procstat::rss_kb();
     let payload = vec![b'x'; size];
-    let gap = Duration::from_secs_f64((BURST * n) as f64 / rate);
+    let gap = if bursts.is_some() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64((BURST * n) as f64 / rate)
+    };
     let s0 = ctx.stats();
     let cpu0 = procstat::cpu_seconds();
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
     let mut next = t0;
     let mut published = 0u64;
-    while Instant::now() < end {
+    let more = |published: u64| match bursts {
+        Some(b) => published < b * BURST as u64,
+        None => Instant::now() < end,
+    };
+    while more(published) {
         if subscribe && Instant::now() >= next {
             for _ in 0..BURST {
                 ctx.publish(TOPIC, &payload, false);

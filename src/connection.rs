@@ -89,6 +89,10 @@ pub(crate) mod flag {
     /// Reading paused by a topic's push-back (a subscriber is at its bound), apart from
     /// the user's own rx flow control.
     pub(crate) const TOPIC_PAUSED: u32 = 1 << 19;
+    /// A topic this subscriber is in was published to since it last had all its topic
+    /// messages: the flush pulls from the topics' logs only then, so that a drained out
+    /// buffer costs no look-up in the subscribers' map.
+    pub(crate) const TOPIC_QUEUED: u32 = 1 << 20;
 }
 
 /// A connection's permessage-deflate state.

@@ -274,6 +274,14 @@ impl<'a> Wsi<'a> {
     /// write; what the kernel does not take is kept and sent when the socket is writable
     /// ([`partial_buffered`](Self::partial_buffered)). As with libwebsockets, the polite way
     /// to send a stream is one write per `SERVER_WRITEABLE`.
+    ///
+    /// On a connection [subscribed](Self::subscribe) to topics, the messages
+    /// [published](Self::publish) to them and not yet sent go into the out buffer first,
+    /// so a message written here never overtakes one published before it (a publish and
+    /// then a reply in the same callback arrive in that order). Two exceptions: control
+    /// frames (ping, pong) go at once, and while the connection has yet to be told of
+    /// messages it missed ([`Reason::TopicMissed`](crate::Reason::TopicMissed)), the
+    /// topic messages wait for that notice and a write goes ahead of them.
     pub fn write(&mut self, data: &[u8], wp: WriteProtocol) -> Result<(), WriteError> {
         self.write_fragment(data, wp, true)
     }
@@ -308,6 +316,13 @@ impl<'a> Wsi<'a> {
         };
         let control = opcode.is_control();
         let fin = fin || control;
+        if !control && c.has(flag::SUBSCRIBED) && !c.has(flag::SENDING_FRAGMENTED) {
+            let unsent = c.unsent();
+            if unsent > 0 && unsent + data.len() + 14 > self.shared.max_unsent {
+                return Err(WriteError::BackPressure);
+            }
+            self.shared.topic_frames_first(self.key as usize, self.conn);
+        }
         if !control && self.conn.deflate.is_some() {
             return self.write_deflated(data, opcode, fin);
         }

@@ -46,6 +46,11 @@ impl Protocol for Rooms {
                 assert!(!wsi.unsubscribe(topic));
                 wsi.send_text("left")?;
             }
+            Reason::Receive { data, .. } if data.starts_with(b"then-own:") => {
+                // A publish to its own topic, then a reply of its own, in one callback.
+                wsi.publish(topic, data, false);
+                wsi.send_text("own")?;
+            }
             Reason::Receive {
                 data, binary, last, ..
             } => {
@@ -193,6 +198,23 @@ fn publish_from_loop(s: &Server, mut fast: Client) -> Vec<u32> {
         "the reading subscriber missed messages: {missed:?}"
     );
     seqs
+}
+
+#[test]
+fn a_connection_s_own_write_does_not_overtake_what_was_published_before_it() {
+    let s = server(TopicOptions::default());
+    let mut a = join(s.port, "t=a");
+    let mut b = join(s.port, "t=a");
+    assert!(eventually(T, || s.with_ctx(|ctx| ctx.num_subscribers("a") == 2)));
+    for i in 0..20 {
+        let m = format!("then-own:{i}");
+        a.send_text(&m);
+        // published first, so it arrives first, though the reply was written in the
+        // same callback and the published message waited in the topic
+        a.expect_text(&m);
+        a.expect_text("own");
+        b.expect_text(&m);
+    }
 }
 
 #[test]
