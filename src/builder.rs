@@ -884,7 +884,7 @@ impl ContextBuilder {
             let url = crate::backplane::RedisUrl::parse(&url)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             ctx.backplane = Some(Box::new(crate::backplane::Backplane::new(url, config)));
-            ctx.shared.topics.bridge = Some(Vec::new());
+            ctx.shared.topics.bridge = Some(Default::default());
         }
         ctx.protocol_event_all(ProtocolEvent::Init);
         ctx.report_poll_changes();

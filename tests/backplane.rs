@@ -58,19 +58,40 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Every connection joins topic "room"; what one sends is published to the room.
+/// Every connection joins topic "room"; each message one sends is published to the room
+/// (pieces of a message are gathered first).
 #[derive(Default)]
 struct Room;
 
 impl Protocol for Room {
-    type Session = ();
-    fn callback(&mut self, wsi: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+    type Session = Vec<u8>;
+    fn callback(
+        &mut self,
+        wsi: &mut Wsi<'_>,
+        partial: &mut Vec<u8>,
+        reason: Reason<'_>,
+    ) -> Result<(), Close> {
         match reason {
             Reason::Established => {
                 wsi.subscribe("room");
             }
-            Reason::Receive { data, binary, .. } => {
+            Reason::Receive {
+                data,
+                binary,
+                first: true,
+                last: true,
+                ..
+            } => {
                 wsi.publish("room", data, binary);
+            }
+            Reason::Receive {
+                data, binary, last, ..
+            } => {
+                partial.extend_from_slice(data);
+                if last {
+                    wsi.publish("room", partial, binary);
+                    partial.clear();
+                }
             }
             _ => {}
         }
@@ -246,4 +267,72 @@ fn garbage_from_a_fake_redis_reconnects_without_harming_clients() {
     let (up, stats) = a.with_ctx(|ctx| ctx.backplane_stats().unwrap());
     assert!(!up);
     assert!(stats.connects >= 3 && stats.downs >= 3, "{stats:?}");
+}
+
+#[test]
+fn a_redis_that_stops_reading_cannot_grow_our_memory() {
+    // A fake Redis: answers HELLO, then never reads again.
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}/", fake.local_addr().unwrap().port());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = fake.accept() else { return };
+        let mut hello = [0u8; 256];
+        let _ = std::io::Read::read(&mut s, &mut hello);
+        let _ = s.write_all(b"%1\r\n+server\r\n+redis\r\n");
+        let _ = done_rx.recv_timeout(Duration::from_secs(60));
+    });
+    const BOUND: usize = 1 << 20;
+    let cfg = LinkConfig {
+        max_unsent: BOUND,
+        ..LinkConfig::default()
+    };
+    let a = Server::start(&Log::new(), move |b: ContextBuilder| {
+        b.protocol("room", Room).redis(&url, cfg)
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || a
+            .with_ctx(|ctx| ctx.backplane_stats().unwrap().0)),
+        "the link did not come up"
+    );
+    // 40 MiB of publishes towards a Redis that takes none of them (beyond what the
+    // kernel's buffers hold)
+    let mut c = Client::open(a.port);
+    let msg = vec![7u8; 16 << 10];
+    let mut max_unsent = 0;
+    for _ in 0..40 {
+        for _ in 0..64 {
+            c.send_binary(&msg);
+        }
+        let s = a.with_ctx(|ctx| ctx.backplane_stats().unwrap().1);
+        max_unsent = max_unsent.max(s.unsent);
+    }
+    let mut last = Default::default();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            last = a.with_ctx(|ctx| ctx.backplane_stats().unwrap().1);
+            max_unsent = max_unsent.max(last.unsent);
+            last.published + last.dropped == 40 * 64
+        }),
+        "not every publish was either sent or dropped: {last:?}"
+    );
+    println!("stalled Redis: {last:?}, at most {max_unsent} bytes unsent");
+    assert!(last.dropped > 0, "nothing was dropped: {last:?}");
+    assert!(
+        max_unsent <= BOUND,
+        "{max_unsent} bytes waited for Redis, over the {BOUND}-byte bound"
+    );
+    // local delivery is unharmed
+    let mut c2 = Client::open(a.port);
+    c2.send_text("still here");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < end, "the local message never came");
+        if let Msg::Text(t) = c2.read_msg() {
+            if t == "still here" {
+                break;
+            }
+        }
+    }
+    let _ = done_tx.send(());
 }

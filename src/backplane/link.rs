@@ -8,9 +8,9 @@
 //! `process id (16 bytes) | kind (b't' text, b'b' binary) | data`, so a process recognises
 //! its own messages when Redis echoes them back and does not deliver them twice.
 
-use redis_protocol::resp3::decode::complete::decode;
-use redis_protocol::resp3::encode::complete::encode;
-use redis_protocol::resp3::types::{OwnedFrame, Resp3Frame};
+use redis_protocol::resp3::decode::complete::decode_range;
+use redis_protocol::resp3::encode::complete::encode_borrowed;
+use redis_protocol::resp3::types::{BorrowedFrame, RangeFrame};
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -136,8 +136,10 @@ pub struct LinkConfig {
     /// Largest frame accepted from Redis; a longer one (or a buffer growing past it without
     /// completing a frame) is treated as garbage and the link reconnects.
     pub max_frame: usize,
-    /// Bytes queued towards Redis before publishes are dropped (and counted) rather than
-    /// buffered: a stalled Redis must not grow our memory without bound.
+    /// Bytes queued towards Redis (in the link and in the socket's out buffer, which the
+    /// caller reports with [`Link::set_backlog`]) before publishes are dropped (and
+    /// counted) rather than buffered: a stalled Redis must not grow our memory without
+    /// bound.
     pub max_unsent: usize,
     /// Which topics span processes; the others stay local (a per-process status feed,
     /// say). Default: all.
@@ -185,7 +187,8 @@ pub struct LinkStats {
     pub delivered: u64,
     /// Our own messages echoed back by Redis and skipped.
     pub own_skipped: u64,
-    /// Publishes dropped: while down (policy or queue bound), or towards a stalled Redis.
+    /// Publishes dropped: while down (policy or queue bound), or towards a stalled Redis
+    /// ([`LinkConfig::max_unsent`]).
     pub dropped: u64,
     /// Messages on our channels we could not read (not in our payload format).
     pub malformed: u64,
@@ -193,6 +196,8 @@ pub struct LinkStats {
     pub connects: u64,
     /// Times the link went down.
     pub downs: u64,
+    /// Bytes towards Redis not yet taken by the kernel, now (the link's and the socket's).
+    pub unsent: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,8 +229,16 @@ pub struct Link {
     backoff: Duration,
     /// Topics with local subscribers: what Redis must have us subscribed to.
     wanted: BTreeSet<String>,
+    /// The channel prefix, with the database number unless it is 0.
+    prefix: Vec<u8>,
     rx: Vec<u8>,
     tx: Vec<u8>,
+    /// Bytes the caller's socket still holds (see [`Link::set_backlog`]).
+    backlog: usize,
+    /// Scratch for a publish's channel name and tagged payload, kept to spare an
+    /// allocation per message.
+    channel_buf: Vec<u8>,
+    payload_buf: Vec<u8>,
     expect: VecDeque<Expect>,
     /// Publishes waiting for the link (topic, payload already in our format).
     queued: VecDeque<(String, Vec<u8>)>,
@@ -237,7 +250,16 @@ pub struct Link {
 impl Link {
     /// A link that wants to connect at once. `id` tags our messages (a random process id).
     pub fn new(url: RedisUrl, cfg: LinkConfig, id: [u8; 16], now: Instant) -> Link {
+        // Redis does not scope pub/sub by database, so the prefix does.
+        let mut prefix = cfg.prefix.as_bytes().to_vec();
+        if url.db != 0 {
+            prefix.extend_from_slice(format!("{}:", url.db).as_bytes());
+        }
         Link {
+            prefix,
+            backlog: 0,
+            channel_buf: Vec::new(),
+            payload_buf: Vec::new(),
             backoff: cfg.min_backoff,
             cfg,
             url,
@@ -261,7 +283,10 @@ impl Link {
 
     /// Counters.
     pub fn stats(&self) -> LinkStats {
-        self.stats
+        LinkStats {
+            unsent: self.backlog + self.tx.len(),
+            ..self.stats
+        }
     }
 
     /// Whether the link is up.
@@ -325,6 +350,7 @@ impl Link {
         // not resent.
         self.rx.clear();
         self.tx.clear();
+        self.backlog = 0;
         self.expect.clear();
         self.state = State::Down(now + self.backoff);
         self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
@@ -359,14 +385,20 @@ impl Link {
 
     /// Publishes a message to the other processes (local delivery is the caller's).
     pub fn publish(&mut self, topic: &str, data: &[u8], binary: bool) {
+        if self.state == State::Up {
+            let mut payload = std::mem::take(&mut self.payload_buf);
+            payload.clear();
+            payload.extend_from_slice(&self.id);
+            payload.push(if binary { b'b' } else { b't' });
+            payload.extend_from_slice(data);
+            self.send_publish(topic, &payload);
+            self.payload_buf = payload;
+            return;
+        }
         let mut payload = Vec::with_capacity(17 + data.len());
         payload.extend_from_slice(&self.id);
         payload.push(if binary { b'b' } else { b't' });
         payload.extend_from_slice(data);
-        if self.state == State::Up {
-            self.send_publish(topic, &payload);
-            return;
-        }
         match self.cfg.while_down {
             WhileDown::Drop => self.stats.dropped += 1,
             WhileDown::Queue(max) => {
@@ -386,20 +418,44 @@ impl Link {
     }
 
     fn send_publish(&mut self, topic: &str, payload: &[u8]) {
-        if self.tx.len() + payload.len() > self.cfg.max_unsent {
+        if self.backlog + self.tx.len() + payload.len() > self.cfg.max_unsent {
             self.stats.dropped += 1;
             return;
         }
-        let ch = self.channel(topic);
-        command(&mut self.tx, &[b"PUBLISH", &ch, payload]);
+        self.channel_buf.clear();
+        self.channel_buf.extend_from_slice(&self.prefix);
+        self.channel_buf.extend_from_slice(topic.as_bytes());
+        let args = [blob(b"PUBLISH"), blob(&self.channel_buf), blob(payload)];
+        encode_array(&mut self.tx, &args);
         self.expect.push_back(Expect::Publish);
         self.stats.published += 1;
+    }
+
+    /// Tells the link how many bytes it gave the socket earlier are still waiting there
+    /// (the kernel did not take them yet): they count towards
+    /// [`LinkConfig::max_unsent`], so that a Redis which stops reading makes publishes
+    /// drop here instead of piling up in the socket's buffer.
+    pub fn set_backlog(&mut self, bytes: usize) {
+        self.backlog = bytes;
     }
 
     /// Bytes to write to the socket (the caller keeps what the socket did not take and
     /// writes it first next time).
     pub fn take_transmit(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.tx)
+    }
+
+    /// Appends the bytes to write to `out` (like [`take_transmit`](Self::take_transmit),
+    /// keeping the link's buffer for the next ones).
+    pub fn transmit_into(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.tx);
+        self.backlog += self.tx.len();
+        self.tx.clear();
+    }
+
+    /// Bytes the link holds for the socket (not handed over yet).
+    pub fn pending(&self) -> usize {
+        self.tx.len()
     }
 
     /// Whether there are bytes to write.
@@ -419,18 +475,28 @@ impl Link {
         if !matches!(self.state, State::Handshake | State::Up) {
             return Ok(());
         }
-        self.rx.extend_from_slice(data);
+        // Whole frames are parsed straight from the bytes read when there is no partial
+        // frame held over; only a tail is copied.
+        let mut buf = std::mem::take(&mut self.rx);
+        let direct = buf.is_empty();
+        let input: &[u8] = if direct {
+            data
+        } else {
+            buf.extend_from_slice(data);
+            &buf
+        };
         let mut at = 0;
         let result = loop {
-            match decode(&self.rx[at..]) {
+            match decode_range(&input[at..]) {
                 Ok(Some((frame, n))) => {
+                    let r = self.on_frame(&frame, &input[at..at + n]);
                     at += n;
-                    if let Err(e) = self.on_frame(frame) {
+                    if let Err(e) = r {
                         break Err(e);
                     }
                 }
                 Ok(None) => {
-                    if self.rx.len() - at > self.cfg.max_frame {
+                    if input.len() - at > self.cfg.max_frame {
                         break Err(format!("a reply of over {} bytes from Redis", self.cfg.max_frame));
                     }
                     break Ok(());
@@ -438,18 +504,26 @@ impl Link {
                 Err(e) => break Err(format!("not RESP from Redis: {e:?}")),
             }
         };
-        self.rx.drain(..at);
+        if result.is_ok() {
+            if direct {
+                buf.extend_from_slice(&data[at..]);
+            } else {
+                buf.drain(..at);
+            }
+            self.rx = buf;
+        }
         result
     }
 
-    fn on_frame(&mut self, frame: OwnedFrame) -> Result<(), String> {
-        if let OwnedFrame::Push { data, .. } = frame {
-            return self.on_push(data);
+    /// One frame from Redis; `buf` holds its bytes (the frame's ranges index it).
+    fn on_frame(&mut self, frame: &RangeFrame, buf: &[u8]) -> Result<(), String> {
+        if let RangeFrame::Push { data, .. } = frame {
+            return self.on_push(data, buf);
         }
         let Some(expect) = self.expect.pop_front() else {
-            return Err(format!("a reply to nothing from Redis: {}", brief(&frame)));
+            return Err(format!("a reply to nothing from Redis: {}", brief(buf)));
         };
-        if let Some(e) = error_text(&frame) {
+        if let Some(e) = error_text(frame, buf) {
             return match expect {
                 // A refused publish (e.g. a replica's READONLY): counted, the link stays.
                 Expect::Publish => {
@@ -488,113 +562,125 @@ impl Link {
         self.events.push_back(LinkEvent::Up);
     }
 
-    fn on_push(&mut self, data: Vec<OwnedFrame>) -> Result<(), String> {
-        let mut it = data.into_iter();
-        let kind = it.next().and_then(bytes_of).unwrap_or_default();
-        match kind.as_slice() {
-            b"message" => {
-                let (Some(ch), Some(payload)) = (it.next().and_then(bytes_of), it.next().and_then(bytes_of))
-                else {
+    fn on_push(&mut self, data: &[RangeFrame], buf: &[u8]) -> Result<(), String> {
+        match data.first().and_then(|f| bytes_of(f, buf)) {
+            Some(b"message") => {
+                let (Some(ch), Some(payload)) = (
+                    data.get(1).and_then(|f| bytes_of(f, buf)),
+                    data.get(2).and_then(|f| bytes_of(f, buf)),
+                ) else {
                     return Err("a malformed message push from Redis".into());
                 };
-                self.on_message(&ch, payload);
+                self.on_message(ch, payload);
                 Ok(())
             }
-            b"subscribe" | b"unsubscribe" => Ok(()),
-            // Other pushes (client tracking, …) are not ours to act on.
+            // Subscription confirmations, and other pushes (client tracking, …), are not
+            // ours to act on.
             _ => Ok(()),
         }
     }
 
-    fn on_message(&mut self, channel: &[u8], mut payload: Vec<u8>) {
+    fn on_message(&mut self, channel: &[u8], payload: &[u8]) {
         let Some(topic) = channel
-            .strip_prefix(self.prefix().as_slice())
+            .strip_prefix(self.prefix.as_slice())
             .and_then(|t| std::str::from_utf8(t).ok())
         else {
             self.stats.malformed += 1;
             return;
         };
-        if !self.wanted.contains(topic) {
-            // Unsubscribed meanwhile: the UNSUBSCRIBE is on its way.
-            return;
-        }
         if payload.len() < 17 || !matches!(payload[16], b't' | b'b') {
             self.stats.malformed += 1;
             return;
         }
+        // Our own echo first: under a flood from this process it is most of what comes
+        // back, and it costs no lookup and no copy.
         if payload[..16] == self.id {
             self.stats.own_skipped += 1;
             return;
         }
+        if !self.wanted.contains(topic) {
+            // Unsubscribed meanwhile: the UNSUBSCRIBE is on its way.
+            return;
+        }
         let binary = payload[16] == b'b';
-        let topic = topic.to_owned();
-        payload.drain(..17);
-        if !binary && std::str::from_utf8(&payload).is_err() {
+        let data = &payload[17..];
+        if !binary && std::str::from_utf8(data).is_err() {
             // A text message must stay valid UTF-8 towards WebSocket clients.
             self.stats.malformed += 1;
             return;
         }
         self.stats.delivered += 1;
         self.events.push_back(LinkEvent::Deliver {
-            topic,
-            data: payload,
+            topic: topic.to_owned(),
+            data: data.to_vec(),
             binary,
         });
     }
 
-    /// The channel prefix: the configured one, with the database number unless it is 0
-    /// (Redis does not scope pub/sub by database).
-    fn prefix(&self) -> Vec<u8> {
-        let mut p = self.cfg.prefix.as_bytes().to_vec();
-        if self.url.db != 0 {
-            p.extend_from_slice(format!("{}:", self.url.db).as_bytes());
-        }
-        p
-    }
-
     fn channel(&self, topic: &str) -> Vec<u8> {
-        let mut c = self.prefix();
+        let mut c = self.prefix.clone();
         c.extend_from_slice(topic.as_bytes());
         c
     }
 }
 
-/// Appends a command (an array of blob strings, as every Redis client sends).
-fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let frame = OwnedFrame::Array {
-        data: args
-            .iter()
-            .map(|a| OwnedFrame::BlobString {
-                data: a.to_vec(),
-                attributes: None,
-            })
-            .collect(),
+fn blob(data: &[u8]) -> BorrowedFrame<'_> {
+    BorrowedFrame::BlobString {
+        data,
+        attributes: None,
+    }
+}
+
+/// Appends a command: an array of blob strings, as every Redis client sends. Borrowed
+/// frames: the crate encodes straight from the arguments, without copying them first.
+fn encode_array(out: &mut Vec<u8>, args: &[BorrowedFrame<'_>]) {
+    let frame = BorrowedFrame::Array {
+        data: args,
         attributes: None,
     };
+    // Room for the frame by a bound rather than `encode_len`, which the encoder computes
+    // itself again (digit counts by floating-point log10: a third of a PUBLISH's cost).
+    let bound = 32
+        + args
+            .iter()
+            .map(|a| match a {
+                BorrowedFrame::BlobString { data, .. } => data.len() + 32,
+                _ => 64,
+            })
+            .sum::<usize>();
     let at = out.len();
-    out.resize(at + frame.encode_len(false), 0);
-    let n = encode(&mut out[at..], &frame, false).expect("the buffer was sized for the frame");
+    out.resize(at + bound, 0);
+    let n = encode_borrowed(&mut out[at..], &frame, false).expect("the bound holds the frame");
     out.truncate(at + n);
 }
 
-fn bytes_of(f: OwnedFrame) -> Option<Vec<u8>> {
+/// [`encode_array`] for the occasional command (handshake, subscriptions).
+fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let frames: Vec<BorrowedFrame<'_>> = args.iter().map(|a| blob(a)).collect();
+    encode_array(out, &frames);
+}
+
+fn bytes_of<'a>(f: &RangeFrame, buf: &'a [u8]) -> Option<&'a [u8]> {
     match f {
-        OwnedFrame::BlobString { data, .. } | OwnedFrame::SimpleString { data, .. } => Some(data),
+        RangeFrame::BlobString { data, .. } | RangeFrame::SimpleString { data, .. } => {
+            buf.get(data.0..data.1)
+        }
         _ => None,
     }
 }
 
-fn error_text(f: &OwnedFrame) -> Option<String> {
+fn error_text(f: &RangeFrame, buf: &[u8]) -> Option<String> {
     match f {
-        OwnedFrame::SimpleError { data, .. } => Some(data.clone()),
-        OwnedFrame::BlobError { data, .. } => Some(String::from_utf8_lossy(data).into_owned()),
+        RangeFrame::SimpleError { data, .. } | RangeFrame::BlobError { data, .. } => {
+            Some(String::from_utf8_lossy(buf.get(data.0..data.1).unwrap_or_default()).into_owned())
+        }
         _ => None,
     }
 }
 
-fn brief(f: &OwnedFrame) -> String {
-    let s = format!("{f:?}");
-    s.chars().take(80).collect()
+/// The start of a frame, for an error message.
+fn brief(buf: &[u8]) -> String {
+    String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned()
 }
 
 #[cfg(test)]
@@ -633,14 +719,14 @@ mod tests {
     fn commands(mut tx: &[u8]) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         while !tx.is_empty() {
-            let (f, n) = decode(tx).unwrap().expect("whole commands");
-            tx = &tx[n..];
-            let OwnedFrame::Array { data, .. } = f else { panic!("not an array") };
+            let (f, n) = decode_range(tx).unwrap().expect("whole commands");
+            let RangeFrame::Array { data, .. } = f else { panic!("not an array") };
             out.push(
-                data.into_iter()
-                    .map(|a| String::from_utf8_lossy(&bytes_of(a).unwrap()).into_owned())
+                data.iter()
+                    .map(|a| String::from_utf8_lossy(bytes_of(a, tx).unwrap()).into_owned())
                     .collect(),
             );
+            tx = &tx[n..];
         }
         out
     }
@@ -842,6 +928,36 @@ mod tests {
         l.on_bytes(b"$999999\r\n").unwrap();
         let e = l.on_bytes(&[b'x'; 1100]).unwrap_err();
         assert!(e.contains("over 1024"), "{e}");
+    }
+
+    #[test]
+    fn bytes_still_in_the_socket_count_towards_the_unsent_bound() {
+        let cfg = LinkConfig {
+            max_unsent: 1200,
+            ..LinkConfig::default()
+        };
+        let (mut l, _) = up("redis://h", cfg, &[]);
+        l.take_transmit();
+        let mut out = Vec::new();
+        l.publish("t", &[0; 300], true);
+        l.transmit_into(&mut out);
+        assert_eq!(
+            l.stats().unsent,
+            out.len(),
+            "handed over, not taken by the kernel yet"
+        );
+        // the socket still holds it all: two more fit under the bound, the third does not
+        l.set_backlog(out.len());
+        for _ in 0..3 {
+            l.publish("t", &[0; 300], true);
+        }
+        assert_eq!((l.stats().published, l.stats().dropped), (3, 1));
+        // the kernel took everything: room again
+        l.transmit_into(&mut out);
+        l.set_backlog(0);
+        l.publish("t", &[0; 300], true);
+        assert_eq!((l.stats().published, l.stats().dropped), (4, 1));
+        assert_eq!(l.stats().unsent, l.pending());
     }
 
     #[test]

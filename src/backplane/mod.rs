@@ -23,6 +23,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::Instant;
 
+/// Capacity of the publishes' buffer kept between cycles.
+const BRIDGE_KEEP: usize = 256 << 10;
+
 /// The backplane's state in the context.
 pub(crate) struct Backplane {
     pub(crate) link: Link,
@@ -60,7 +63,16 @@ impl Context {
     /// The backplane's counters and whether its link is up (`None` without
     /// [`redis`](crate::ContextBuilder::redis)).
     pub fn backplane_stats(&self) -> Option<(bool, LinkStats)> {
-        self.backplane.as_ref().map(|b| (b.link.is_up(), b.link.stats()))
+        self.backplane.as_ref().map(|b| {
+            let mut s = b.link.stats();
+            // What the socket holds now, not as of the link's last look.
+            let socket = b
+                .conn
+                .and_then(|(k, gen)| self.conns.get(k).filter(|c| c.gen == gen))
+                .map_or(0, |c| c.unsent());
+            s.unsent = b.link.pending() + socket;
+            (b.link.is_up(), s)
+        })
     }
 
     /// When the backplane next needs the loop without an event (a reconnect).
@@ -212,28 +224,44 @@ impl Context {
         let Some(bp) = self.backplane.as_mut() else {
             return;
         };
-        if let Some(ops) = self.shared.topics.bridge.as_mut().filter(|b| !b.is_empty()) {
-            for op in ops.drain(..) {
-                let (BridgeOp::Subscribe(t) | BridgeOp::Unsubscribe(t) | BridgeOp::Publish(t, ..)) = &op;
-                if !bp.link.bridges(t) {
-                    continue;
-                }
+        // The socket's unsent bytes count towards the link's bound on what waits for Redis.
+        let conn = bp.conn.and_then(|(k, gen)| {
+            self.conns
+                .get(k)
+                .filter(|c| c.gen == gen && c.state == State::Backplane)
+                .map(|c| (k, c.unsent()))
+        });
+        bp.link.set_backlog(conn.map_or(0, |(_, unsent)| unsent));
+        if let Some(b) = self.shared.topics.bridge.as_mut().filter(|b| !b.ops.is_empty()) {
+            for op in b.ops.drain(..) {
                 match op {
-                    BridgeOp::Subscribe(t) => bp.link.subscribe(&t),
-                    BridgeOp::Unsubscribe(t) => bp.link.unsubscribe(&t),
-                    BridgeOp::Publish(t, data, binary) => bp.link.publish(&t, &data, binary),
+                    BridgeOp::Subscribe(t) if bp.link.bridges(&t) => bp.link.subscribe(&t),
+                    BridgeOp::Unsubscribe(t) if bp.link.bridges(&t) => bp.link.unsubscribe(&t),
+                    BridgeOp::Publish { topic, data, binary } => {
+                        // The names were `&str`s when copied in.
+                        let Ok(t) = std::str::from_utf8(&b.bytes[topic]) else {
+                            continue;
+                        };
+                        if bp.link.bridges(t) {
+                            bp.link.publish(t, &b.bytes[data], binary);
+                        }
+                    }
+                    _ => {}
                 }
             }
+            b.bytes.clear();
+            if b.bytes.capacity() > BRIDGE_KEEP {
+                // A burst's buffer is not kept for good.
+                b.bytes.shrink_to(BRIDGE_KEEP);
+            }
         }
-        if let (Some((k, gen)), true) = (bp.conn, bp.link.wants_write()) {
-            if let Some(c) = self
-                .conns
-                .get_mut(k)
-                .filter(|c| c.gen == gen && c.state == State::Backplane)
-            {
-                let out = bp.link.take_transmit();
-                c.out_buf(&mut self.shared.bufs).extend_from_slice(&out);
-                self.flush(k);
+        if let (Some((k, _)), true) = (conn, bp.link.wants_write()) {
+            let c = &mut self.conns[k];
+            bp.link.transmit_into(c.out_buf(&mut self.shared.bufs));
+            self.flush(k);
+            let unsent = self.conns.get(k).map_or(0, |c| c.unsent());
+            if let Some(bp) = self.backplane.as_mut() {
+                bp.link.set_backlog(unsent);
             }
         }
         while let Some(ev) = self.backplane.as_mut().and_then(|b| b.link.poll_event()) {
