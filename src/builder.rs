@@ -400,6 +400,7 @@ impl ContextBuilder {
             name: spec.name,
             rx_buffer_size: spec.rx_buffer_size,
             id: spec.id,
+            receive_with_nul: P::RECEIVE_WITH_NUL,
             handler: Box::new(Slot::new(spec.handler)),
         });
         self

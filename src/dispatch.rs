@@ -19,6 +19,9 @@ pub(crate) trait ErasedProtocol {
     fn new_session_with(&mut self, value: Box<dyn Any>) -> Option<u32>;
     fn drop_session(&mut self, session: u32);
     fn call(&mut self, wsi: &mut Wsi<'_>, session: u32, reason: Reason<'_>) -> Result<(), Close>;
+    /// [`Protocol::receive_with_nul`]: `msg` is a whole message followed by a 0 byte;
+    /// binary or not as `wsi.rx_binary` says (one argument less on the stack).
+    fn call_with_nul(&mut self, wsi: &mut Wsi<'_>, session: u32, msg: &[u8]) -> Result<(), Close>;
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close>;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -62,6 +65,17 @@ impl<P: Protocol> ErasedProtocol for Slot<P> {
         }
     }
 
+    #[inline]
+    fn call_with_nul(&mut self, wsi: &mut Wsi<'_>, session: u32, msg: &[u8]) -> Result<(), Close> {
+        match self.sessions.get_mut(session as usize) {
+            Some(s) => {
+                let binary = wsi.rx_binary;
+                self.proto.receive_with_nul(wsi, s, msg, binary)
+            }
+            None => Ok(()),
+        }
+    }
+
     fn call_protocol(&mut self, ctx: &mut ProtocolContext<'_>, event: ProtocolEvent) -> Result<(), Close> {
         self.proto.protocol_callback(ctx, event)
     }
@@ -88,6 +102,8 @@ pub(crate) struct Registered {
     pub(crate) name: String,
     pub(crate) rx_buffer_size: usize,
     pub(crate) id: u32,
+    /// [`Protocol::RECEIVE_WITH_NUL`] of the handler.
+    pub(crate) receive_with_nul: bool,
     pub(crate) handler: Box<dyn ErasedProtocol>,
 }
 

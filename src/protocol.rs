@@ -53,6 +53,68 @@ pub trait Protocol: 'static {
         reason: Reason<'_>,
     ) -> Result<(), Close>;
 
+    /// Whether whole messages that arrive in one piece may come through
+    /// [`receive_with_nul`](Self::receive_with_nul), followed by a 0 byte (default false).
+    /// For handing messages to C as NUL-terminated strings without copying them.
+    const RECEIVE_WITH_NUL: bool = false;
+
+    /// With [`RECEIVE_WITH_NUL`](Self::RECEIVE_WITH_NUL): a whole message that arrived in
+    /// one piece, as `msg` = its payload followed by one 0 byte (so the payload is
+    /// `&msg[..msg.len() - 1]`). It takes the place of the
+    /// `Reason::Receive { first: true, last: true, .. }` callback for a server-side,
+    /// uncompressed message that was one frame within one read with more bytes behind it
+    /// in the read buffer: the 0 is written over the first of those for the call, and put
+    /// back after it. Every other message (fragmented, compressed, split over reads, or
+    /// ending the read) comes as [`Reason::Receive`], so a protocol must handle both. The
+    /// [`Wsi`]'s receive accessors answer as for `Receive` (final, not binary or binary,
+    /// nothing remaining).
+    ///
+    /// The default passes the payload on to [`callback`](Self::callback) as that
+    /// `Receive`.
+    ///
+    /// ```
+    /// use wsreactor::{Close, Protocol, Reason, Wsi};
+    ///
+    /// /// Hands every text message to a C-style consumer that wants a NUL at its end.
+    /// struct CStrings(Vec<usize>);
+    ///
+    /// impl Protocol for CStrings {
+    ///     type Session = ();
+    ///     const RECEIVE_WITH_NUL: bool = true;
+    ///
+    ///     fn receive_with_nul(&mut self, _: &mut Wsi<'_>, _: &mut (), msg: &[u8], _: bool) -> Result<(), Close> {
+    ///         let c = std::ffi::CStr::from_bytes_with_nul(msg).map_err(|_| Close::new(1007, "NUL inside"))?;
+    ///         self.0.push(c.to_bytes().len());
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), reason: Reason<'_>) -> Result<(), Close> {
+    ///         if let Reason::Receive { data, .. } = reason {
+    ///             // (a real one would collect pieces until `last` and add the NUL itself)
+    ///             self.0.push(data.len());
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn receive_with_nul(
+        &mut self,
+        wsi: &mut Wsi<'_>,
+        session: &mut Self::Session,
+        msg: &[u8],
+        binary: bool,
+    ) -> Result<(), Close> {
+        let data = msg.split_last().map_or(msg, |(_, payload)| payload);
+        let reason = Reason::Receive {
+            data,
+            binary,
+            first: true,
+            last: true,
+            remaining: 0,
+        };
+        self.callback(wsi, session, reason)
+    }
+
     /// Called for context-wide events that concern no single connection: protocol init and
     /// destroy, `cancel_service`, and (for the first protocol) new TCP connections.
     fn protocol_callback(

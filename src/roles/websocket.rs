@@ -148,6 +148,19 @@ impl Context {
     }
 
     pub(crate) fn ws_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
+        // Two instances, so that a protocol without RECEIVE_WITH_NUL pays nothing per
+        // message for the feature.
+        let c = &self.conns[k];
+        if self.protocols[c.proto as usize].receive_with_nul && !c.has(flag::CLIENT) {
+            self.ws_input_as::<true>(k, buf)
+        } else {
+            self.ws_input_as::<false>(k, buf)
+        }
+    }
+
+    /// [`ws_input`](Self::ws_input); `WITH_NUL`: whole messages in one piece go to
+    /// `Protocol::receive_with_nul` when a byte of the read follows them.
+    fn ws_input_as<const WITH_NUL: bool>(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
         let Context {
             conns,
             protocols,
@@ -159,6 +172,8 @@ impl Context {
         let handler = &mut protocols[c.proto as usize].handler;
         let session = c.session;
         let client = c.has(flag::CLIENT);
+        // Where `buf` is, to check a payload's place in it (Protocol::receive_with_nul).
+        let (base, buf_len) = (buf.as_ptr() as usize, buf.len());
         let max_message = cfg.limits.max_message_size;
         // Nothing flushes while input is decoded, so `out_pos` stands still and the out
         // buffer's bound (half of max_unsent, see Shared::out_full) is a length to compare.
@@ -224,6 +239,26 @@ impl Context {
                             deliver_closed(&mut **handler, c, shared, k, None, b"");
                             return (buf.len(), Stop::Done);
                         }
+                        continue;
+                    }
+                    if WITH_NUL && first && last && pos < buf_len {
+                        // A whole message in one piece, followed by a byte of this read:
+                        // that byte (not decoded yet) lends its place to the NUL. The
+                        // decoder hands a payload in place, ending where the input it
+                        // consumed ends. (An empty payload is a static slice, anywhere.)
+                        let start = pos - data.len();
+                        debug_assert!(
+                            data.is_empty() || data.as_ptr() as usize == base + start,
+                            "payload in place"
+                        );
+                        deliver_with_nul(
+                            c,
+                            shared,
+                            &mut **handler,
+                            (k, session),
+                            &mut buf[start..=pos],
+                            binary,
+                        );
                         continue;
                     }
                     let msg = Msg {
@@ -329,6 +364,34 @@ fn deliver_piece(
     };
     if let Err(e) = handler.call(&mut wsi, session, reason) {
         wsi.callback_failed(&e);
+    }
+}
+
+/// A whole message to [`Protocol::receive_with_nul`](crate::Protocol::receive_with_nul):
+/// `msg` is its payload and the byte after it, which holds 0 during the call and gets its
+/// own value back after.
+#[inline]
+fn deliver_with_nul(
+    c: &mut Conn,
+    shared: &mut Shared,
+    handler: &mut dyn ErasedProtocol,
+    (k, session): (usize, u32),
+    msg: &mut [u8],
+    binary: bool,
+) {
+    let Some((nul, _)) = msg.split_last_mut() else {
+        return;
+    };
+    let next = std::mem::replace(nul, 0);
+    let mut wsi = Wsi::new(c, shared, k as u32);
+    // (rx_remaining stays 0, as Wsi::new left it.)
+    wsi.rx_binary = binary;
+    wsi.rx_final = true;
+    if let Err(e) = handler.call_with_nul(&mut wsi, session, msg) {
+        wsi.callback_failed(&e);
+    }
+    if let Some(nul) = msg.last_mut() {
+        *nul = next;
     }
 }
 

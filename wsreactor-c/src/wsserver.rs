@@ -13,21 +13,22 @@
 //!
 //! **Threads.** Every function may be called from any thread. Inside an event callback,
 //! calls about the client of that callback act on the connection directly (through the
-//! callback's `Wsi`, without locks). Any other call is queued on its server's command
-//! list and the loop is woken (with the context's [`CancelHandle`]); the loop serves the
-//! queue after each `service()` by asking a WRITEABLE callback of each client concerned,
-//! where the queued frames are written. The reactor itself is only touched from its own
-//! thread. A send from another thread returns the message length once queued (the
-//! client was open then); its bytes count against [`ws_set_max_queued`] until written.
+//! callback's `Wsi`, without locks): the server records which connection its loop
+//! thread's running callback lends, and a call takes that route only from the loop
+//! thread itself (`pthread_self`) and for that client's handle. Any other call is queued
+//! on its server's command list and the loop is woken (with the context's
+//! [`CancelHandle`]); the loop serves the queue after each `service()` by asking a
+//! WRITEABLE callback of each client concerned, where the queued frames are written. The
+//! reactor itself is only touched from its own thread. A send from another thread
+//! returns the message length once queued (the client was open then); its bytes count
+//! against [`ws_set_max_queued`] until written.
 
 use crate::{bytes, cstr, guard};
-use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_int, c_uchar};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::thread::ThreadId;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use wsreactor::{
     CancelHandle, Close, ConnId, Context, Protocol, ProtocolId, Reason, WriteError, WriteProtocol, Wsi,
@@ -56,6 +57,11 @@ pub struct ws_events {
     pub onmessage: WsMsgEvent,
 }
 
+type MsgFn = unsafe extern "C" fn(*mut ws_cli_conn_t, *const c_uchar, u64, c_int);
+
+/// Stands in for a NULL `onmessage`.
+extern "C" fn no_onmessage(_: *mut ws_cli_conn_t, _: *const c_uchar, _: u64, _: c_int) {}
+
 /// Frame types of `ws.h`.
 pub const WS_FR_OP_CONT: c_int = 0;
 /// A text message.
@@ -83,8 +89,13 @@ const MAX_SERVERS: usize = 1 << 12;
 /// The bound on bytes queued from other threads per client (see [`ws_set_max_queued`]).
 static MAX_QUEUED: AtomicU64 = AtomicU64::new(64 << 20);
 
-/// Every server made by `ws_socket`, in creation order (the index is part of handles).
-static SERVERS: Mutex<Vec<Arc<Server>>> = Mutex::new(Vec::new());
+/// Every server made by `ws_socket`, by index (the index is part of handles). A server
+/// lives as long as the process (its loop ends only on a fatal error, and handles of its
+/// clients may still be used then), so slots hold leaked boxes, read without a lock.
+static SERVERS: [OnceLock<&'static Server>; MAX_SERVERS] = [const { OnceLock::new() }; MAX_SERVERS];
+
+/// How many slots of [`SERVERS`] are taken; the lock orders their creation.
+static SERVER_COUNT: Mutex<usize> = Mutex::new(0);
 
 /// Loop threads of servers made with `thread_loop == 1`, for [`ws_start`].
 static THREADS: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
@@ -95,15 +106,51 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The servers made so far.
+fn servers() -> impl Iterator<Item = &'static Server> {
+    let n = *lock(&SERVER_COUNT);
+    SERVERS[..n].iter().filter_map(|s| s.get().copied())
+}
+
+/// The calling thread's identity, unique among live threads (never 0).
+#[inline(always)]
+fn this_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions and cannot fail. (A call and one load
+    // from the thread pointer: far cheaper than a thread-local, which a cdylib reaches
+    // through __tls_get_addr.) pthread_t is an integer on the targets this crate builds
+    // for (Linux).
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// Each server's [`Lent`], by server index, in a static array so that a send finds it
+/// from the handle's bits alone.
+static LENT: [Lent; MAX_SERVERS] = [const { Lent::new() }; MAX_SERVERS];
+
 /// What one server shares between its loop thread and the other threads.
 struct Server {
     idx: u16,
     waker: CancelHandle,
-    loop_thread: ThreadId,
+    lent: &'static Lent,
     /// Commands from outside the current callback, served after each `service()`.
     cmds: Mutex<Vec<(u64, Cmd)>>,
     /// The open clients by handle.
     clients: Mutex<HashMap<u64, Client>>,
+}
+
+/// The connection of the callback running on a server's loop thread, lent to the API
+/// calls C makes from inside it. Only the loop thread stores or dereferences the pointers
+/// (the atomics let other threads read `handle` without a data race, and then they take
+/// the queued route since they are not the loop thread); `handle` [`NOT_LENT`] means
+/// nothing is lent. One cache line each, so that servers on different threads do not
+/// share one.
+#[repr(align(64))]
+struct Lent {
+    /// The loop thread ([`this_thread`]), set before the server's first connection.
+    thread: AtomicU64,
+    handle: AtomicU64,
+    wsi: AtomicPtr<Wsi<'static>>,
+    sess: AtomicPtr<Session>,
+    proto: AtomicPtr<WsProto>,
 }
 
 struct Client {
@@ -122,7 +169,50 @@ enum Cmd {
     Ping(c_int),
 }
 
+/// [`Lent::handle`] when nothing is lent: no handle has these bits (slot bits 0), not
+/// even NULL (0), so a send compares handles without testing for NULL first.
+const NOT_LENT: u64 = 1 << KEY_BITS;
+
+impl Lent {
+    const fn new() -> Lent {
+        Lent {
+            thread: AtomicU64::new(0),
+            handle: AtomicU64::new(NOT_LENT),
+            wsi: AtomicPtr::new(std::ptr::null_mut()),
+            sess: AtomicPtr::new(std::ptr::null_mut()),
+            proto: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    fn on_loop_thread(&self) -> bool {
+        this_thread() == self.thread.load(Ordering::Relaxed)
+    }
+
+    /// Lends the callback's connection to the calls C makes until [`unlend`](Self::unlend).
+    /// Called on the loop thread only (from the protocol callback).
+    #[inline]
+    fn lend(&self, handle: u64, wsi: &mut Wsi<'_>, sess: &mut Session, proto: &mut WsProto) {
+        self.wsi.store((wsi as *mut Wsi<'_>).cast(), Ordering::Relaxed);
+        self.sess.store(sess, Ordering::Relaxed);
+        self.proto.store(proto, Ordering::Relaxed);
+        self.handle.store(handle, Ordering::Relaxed);
+    }
+
+    /// Ends the lending: the borrows behind the pointers end when the callback returns.
+    /// (Callbacks do not nest: nothing a lent connection does calls a callback; were one
+    /// to, the inner unlend would only send the outer callback's later calls the queued
+    /// way, which is slower but as correct.)
+    #[inline]
+    fn unlend(&self) {
+        self.handle.store(NOT_LENT, Ordering::Relaxed);
+    }
+}
+
 impl Server {
+    fn on_loop_thread(&self) -> bool {
+        self.lent.on_loop_thread()
+    }
+
     /// Queues `cmd` for `handle` (an open client) and wakes the loop unless this is it.
     fn queue(&self, handle: u64, cmd: Cmd) -> bool {
         let len = match &cmd {
@@ -143,7 +233,7 @@ impl Server {
             }
         }
         lock(&self.cmds).push((handle, cmd));
-        if std::thread::current().id() != self.loop_thread {
+        if !self.on_loop_thread() {
             self.waker.cancel();
         }
         true
@@ -168,57 +258,72 @@ fn handle_of(server: u16, id: ConnId) -> Option<u64> {
     Some((n & !0xffff_ffff) | (server as u64) << KEY_BITS | (key + 1))
 }
 
-fn server_of(handle: u64) -> Option<Arc<Server>> {
-    let idx = (handle & 0xffff_ffff) >> KEY_BITS;
-    lock(&SERVERS).get(idx as usize).cloned()
+/// The [`Lent`] of the server a handle names.
+fn lent_of(handle: u64) -> &'static Lent {
+    &LENT[((handle & 0xffff_ffff) >> KEY_BITS) as usize % MAX_SERVERS]
 }
 
-/// What the callback running on this thread lends to calls made from inside it.
-#[derive(Clone, Copy)]
-struct Current {
-    handle: u64,
-    wsi: *mut Wsi<'static>,
-    sess: *mut Session,
-    proto: *mut WsProto,
+fn server_of(handle: u64) -> Option<&'static Server> {
+    let idx = (handle & 0xffff_ffff) >> KEY_BITS;
+    SERVERS.get(idx as usize)?.get().copied()
 }
 
 thread_local! {
-    static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
     static ADDRESS: std::cell::RefCell<[u8; 64]> = const { std::cell::RefCell::new([0; 64]) };
 }
 
-/// Restores the previous [`CURRENT`] when the callback returns or unwinds.
-struct CurrentGuard(Option<Current>);
-
-impl Drop for CurrentGuard {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
+/// The lent connection, if `handle` is the client of the callback running on this thread.
+///
+/// # Safety
+/// The references must not outlive the API call that asked for them, that call must not
+/// call into C (or anything that could reach this function again) while it holds them,
+/// and it must not ask again while they are alive.
+#[inline(always)]
+unsafe fn lent<'a>(l: &Lent, handle: u64) -> Option<(&'a mut Wsi<'a>, &'a mut Session, &'a mut WsProto)> {
+    if l.handle.load(Ordering::Relaxed) != handle || !l.on_loop_thread() {
+        return None;
     }
+    let (wsi, sess, proto) = (
+        l.wsi.load(Ordering::Relaxed),
+        l.sess.load(Ordering::Relaxed),
+        l.proto.load(Ordering::Relaxed),
+    );
+    // SAFETY: a nonzero `handle` on the loop thread means the loop thread's callback is
+    // between `lend` and `unlend` (both run on the loop thread, in program order with this
+    // load): the pointers come from three distinct live `&mut` borrows that the callback
+    // frame does not use while the C code it called runs (it passed them on as these
+    // pointers only), and `unlend` runs before those borrows end. The caller keeps the
+    // references within one API call made from that C code, makes no second set, and
+    // calls nothing that could; the `'a` of the `Wsi` (really the callback's) is never
+    // relied on beyond that.
+    Some(unsafe { (&mut *wsi.cast::<Wsi<'a>>(), &mut *sess, &mut *proto) })
 }
 
-/// Runs `f` with the callback's connection lent to the API calls `f` makes from C.
-fn lend<R>(wsi: &mut Wsi<'_>, sess: &mut Session, proto: &mut WsProto, f: impl FnOnce() -> R) -> R {
-    let cur = Current {
-        handle: sess.handle,
-        wsi: (wsi as *mut Wsi<'_>).cast(),
-        sess,
-        proto,
-    };
-    let _restore = CurrentGuard(CURRENT.with(|c| c.replace(Some(cur))));
-    f()
+/// [`lent`] without the session, for the send path (an atomic load is not optimized
+/// away when its value goes unused).
+///
+/// # Safety
+/// As for [`lent`].
+#[inline(always)]
+unsafe fn lent_for_send<'a>(l: &Lent, handle: u64) -> Option<(&'a mut Wsi<'a>, &'a mut WsProto)> {
+    if l.handle.load(Ordering::Relaxed) != handle || !l.on_loop_thread() {
+        return None;
+    }
+    let (wsi, proto) = (l.wsi.load(Ordering::Relaxed), l.proto.load(Ordering::Relaxed));
+    // SAFETY: as in `lent`, whose contract the caller keeps.
+    Some(unsafe { (&mut *wsi.cast::<Wsi<'a>>(), &mut *proto) })
 }
 
-/// Runs `f` on the lent connection if `handle` is the client of the running callback.
-fn with_current<R>(handle: u64, f: impl FnOnce(&mut Wsi<'_>, &mut Session, &mut WsProto) -> R) -> Option<R> {
-    // One thread-local access per call: in a cdylib each costs a __tls_get_addr call.
-    let cur = CURRENT.with(|c| c.get()).filter(|c| c.handle == handle)?;
-    // SAFETY: `cur` was set by `lend` from three distinct live `&mut` borrows that the
-    // callback frame does not use while the C code it called runs (it passed them on as
-    // these pointers only), and `lend`'s guard clears it before those borrows end. The
-    // `'static` in the `Wsi` type is never relied on: the references do not leave `f`.
-    // Nothing `f` does calls into C, so no second call can make references from the same
-    // `cur` while these exist.
-    let (wsi, sess, proto) = unsafe { (&mut *cur.wsi, &mut *cur.sess, &mut *cur.proto) };
+/// Runs `f` on the lent connection if `handle` is the client of the callback running on
+/// this thread.
+fn with_current<R>(
+    srv: &Server,
+    handle: u64,
+    f: impl FnOnce(&mut Wsi<'_>, &mut Session, &mut WsProto) -> R,
+) -> Option<R> {
+    // SAFETY: the references live only in `f`, which is Rust code of this module that
+    // does not call into C.
+    let (wsi, sess, proto) = unsafe { lent(srv.lent, handle) }?;
     Some(f(wsi, sess, proto))
 }
 
@@ -234,19 +339,22 @@ struct Session {
 }
 
 struct WsProto {
-    srv: Option<Arc<Server>>,
+    srv: Option<&'static Server>,
+    /// The server's [`Lent`] (known before the server is).
+    lent: &'static Lent,
     evs: ws_events,
+    /// `evs.onmessage`, or a no-op: one test less per message.
+    onmessage: MsgFn,
     /// Frames and commands waiting for each client's WRITEABLE callback.
     pending: HashMap<u64, VecDeque<Cmd>>,
-    /// Whole messages that arrived in one piece, copied to get their NUL.
+    /// Whole messages in one piece that the reactor could not hand with a NUL after them
+    /// (they ended a read: `Reason::Receive`, not `receive_with_nul`), copied to get it.
     scratch: Vec<u8>,
 }
 
 impl WsProto {
-    fn srv(&self) -> &Server {
-        self.srv
-            .as_deref()
-            .expect("registered before the first connection")
+    fn srv(&self) -> &'static Server {
+        self.srv.expect("registered before the first connection")
     }
 }
 
@@ -295,33 +403,83 @@ fn ping(wsi: &mut Wsi<'_>, sess: &mut Session, srv: &Server, threshold: c_int) {
     let _ = wsi.write(&sess.ping_sent.to_be_bytes(), WriteProtocol::Ping);
 }
 
+#[cold]
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    buf.resize(len, 0);
+}
+
 impl WsProto {
-    fn deliver(&mut self, wsi: &mut Wsi<'_>, sess: &mut Session, whole: Option<&[u8]>, binary: bool) {
-        let Some(onmessage) = self.evs.onmessage else {
-            return;
-        };
-        let mut buf = match whole {
-            Some(data) => {
-                let mut b = std::mem::take(&mut self.scratch);
-                b.clear();
-                b.extend_from_slice(data);
-                b
-            }
-            None => std::mem::take(&mut sess.msg),
-        };
-        let len = buf.len() as u64;
-        buf.push(0);
+    /// Calls `onmessage` with `len` bytes at `msg` (followed by a NUL), the connection lent.
+    #[inline]
+    fn call_onmessage(
+        &mut self,
+        wsi: &mut Wsi<'_>,
+        sess: &mut Session,
+        msg: *const u8,
+        len: usize,
+        binary: bool,
+    ) {
+        let (onmessage, lent) = (self.onmessage, self.lent);
         let ty = if binary { WS_FR_OP_BIN } else { WS_FR_OP_TXT };
         let handle = sess.handle;
-        lend(wsi, sess, self, || {
-            // SAFETY: a function pointer from the user's `ws_events`, called with its
-            // documented arguments; `buf` outlives the call and holds `len` bytes + NUL.
-            unsafe { onmessage(handle as *mut ws_cli_conn_t, buf.as_ptr(), len, ty) }
-        });
+        lent.lend(handle, wsi, sess, self);
+        // SAFETY: a function pointer from the user's `ws_events`, called with its
+        // documented arguments; the caller guarantees `len` bytes and a NUL at `msg`,
+        // in a buffer that nothing reachable from C touches during the call. An
+        // `extern "C"` function does not unwind, so `unlend` is reached.
+        unsafe { onmessage(handle as *mut ws_cli_conn_t, msg, len as u64, ty) };
+        lent.unlend();
+    }
+
+    /// A message that arrived whole in one piece but ended a read: copied into the scratch
+    /// buffer to get the NUL that wsServer promises after it. The buffer keeps its size
+    /// up to 64 KiB, so the copy is one `memcpy` and a store.
+    #[inline]
+    fn deliver_whole(&mut self, wsi: &mut Wsi<'_>, sess: &mut Session, data: &[u8], binary: bool) {
+        let len = data.len();
+        if self.scratch.len() <= len {
+            grow(&mut self.scratch, len + 1);
+        }
+        let buf = &mut self.scratch[..=len];
+        buf[..len].copy_from_slice(data);
+        buf[len] = 0;
+        // The heap buffer behind this pointer is not part of `WsProto`'s own bytes, so
+        // lending `self` to C (as `&mut WsProto` inside API calls) does not invalidate it;
+        // no API call touches `scratch`.
+        let msg = buf.as_ptr();
+        self.call_onmessage(wsi, sess, msg, len, binary);
+        if len >= 64 << 10 {
+            self.scratch = Vec::new();
+        }
+    }
+
+    /// A piece of a message in pieces: collected, and delivered whole after its last.
+    #[cold]
+    #[inline(never)]
+    fn collect(
+        &mut self,
+        wsi: &mut Wsi<'_>,
+        sess: &mut Session,
+        data: &[u8],
+        binary: bool,
+        first: bool,
+        last: bool,
+    ) {
+        if first {
+            sess.msg.clear();
+            sess.binary = binary;
+        }
+        sess.msg.extend_from_slice(data);
+        if !last {
+            return;
+        }
+        let mut buf = std::mem::take(&mut sess.msg);
+        let len = buf.len();
+        buf.push(0);
+        let binary = sess.binary;
+        self.call_onmessage(wsi, sess, buf.as_ptr(), len, binary);
         buf.clear();
-        if whole.is_some() {
-            self.scratch = buf;
-        } else if buf.capacity() <= 64 << 10 {
+        if buf.capacity() <= 64 << 10 {
             // Keep a small buffer for the next fragmented message; give big ones back.
             sess.msg = buf;
         }
@@ -329,12 +487,12 @@ impl WsProto {
 
     fn event(&mut self, wsi: &mut Wsi<'_>, sess: &mut Session, f: WsConnEvent) {
         if let Some(f) = f {
-            let handle = sess.handle;
-            lend(wsi, sess, self, || {
-                // SAFETY: a function pointer from the user's `ws_events`, called with its
-                // documented argument.
-                unsafe { f(handle as *mut ws_cli_conn_t) }
-            });
+            let (handle, lent) = (sess.handle, self.lent);
+            lent.lend(handle, wsi, sess, self);
+            // SAFETY: a function pointer from the user's `ws_events`, called with its
+            // documented argument; an `extern "C"` function does not unwind.
+            unsafe { f(handle as *mut ws_cli_conn_t) };
+            lent.unlend();
         }
     }
 
@@ -343,7 +501,7 @@ impl WsProto {
         let Some(q) = self.pending.get_mut(&sess.handle) else {
             return;
         };
-        let srv = self.srv.as_deref().expect("registered");
+        let srv = self.srv.expect("registered");
         let mut written = 0u64;
         while let Some(cmd) = q.front() {
             match apply(wsi, sess, srv, cmd) {
@@ -366,12 +524,11 @@ impl WsProto {
             c.queued = c.queued.saturating_sub(written);
         }
     }
-}
 
-impl Protocol for WsProto {
-    type Session = Session;
-
-    fn callback(&mut self, wsi: &mut Wsi<'_>, sess: &mut Session, reason: Reason<'_>) -> Result<(), Close> {
+    /// Every reason but a message's piece: off the per-message path.
+    #[cold]
+    #[inline(never)]
+    fn other(&mut self, wsi: &mut Wsi<'_>, sess: &mut Session, reason: Reason<'_>) -> Result<(), Close> {
         match reason {
             Reason::Established => {
                 let srv = self.srv();
@@ -389,27 +546,6 @@ impl Protocol for WsProto {
                 lock(&srv.clients).insert(handle, client);
                 self.event(wsi, sess, self.evs.onopen);
             }
-            Reason::Receive {
-                data,
-                binary,
-                first,
-                last,
-                ..
-            } if sess.handle != 0 => {
-                if first && last {
-                    self.deliver(wsi, sess, Some(data), binary);
-                } else {
-                    if first {
-                        sess.msg.clear();
-                        sess.binary = binary;
-                    }
-                    sess.msg.extend_from_slice(data);
-                    if last {
-                        let binary = sess.binary;
-                        self.deliver(wsi, sess, None, binary);
-                    }
-                }
-            }
             Reason::ReceivePong { data } => {
                 if let Ok(id) = <[u8; 4]>::try_from(data) {
                     sess.pong_last = i32::from_be_bytes(id);
@@ -426,6 +562,55 @@ impl Protocol for WsProto {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Protocol for WsProto {
+    type Session = Session;
+
+    const RECEIVE_WITH_NUL: bool = true;
+
+    /// A whole message with the NUL after it in the reactor's read buffer: handed to C
+    /// where it lies, without a copy.
+    #[inline]
+    fn receive_with_nul(
+        &mut self,
+        wsi: &mut Wsi<'_>,
+        sess: &mut Session,
+        msg: &[u8],
+        binary: bool,
+    ) -> Result<(), Close> {
+        if sess.handle != 0 && !msg.is_empty() {
+            // `msg` is borrowed for this call, and the read buffer it lies in is not
+            // reachable from what is lent to C (the connection, the session, `self`).
+            self.call_onmessage(wsi, sess, msg.as_ptr(), msg.len() - 1, binary);
+        }
+        Ok(())
+    }
+
+    // Inlined into the reactor's dispatch: the per-message path is this match, the copy
+    // and the call; every other reason goes to the out-of-line `other`.
+    #[inline]
+    fn callback(&mut self, wsi: &mut Wsi<'_>, sess: &mut Session, reason: Reason<'_>) -> Result<(), Close> {
+        match reason {
+            Reason::Receive {
+                data,
+                binary,
+                first,
+                last,
+                ..
+            } => {
+                if sess.handle != 0 {
+                    if first && last {
+                        self.deliver_whole(wsi, sess, data, binary);
+                    } else {
+                        self.collect(wsi, sess, data, binary, first, last);
+                    }
+                }
+                Ok(())
+            }
+            other => self.other(wsi, sess, other),
+        }
     }
 }
 
@@ -458,11 +643,24 @@ fn serve_commands(ctx: &mut Context, pid: ProtocolId, srv: &Server) {
 /// Builds the context, registers the server; then `ready` gets the result of that and
 /// the loop runs until `service()` fails.
 fn run_server(evs: ws_events, port: u16, timeout_ms: u32, ready: impl FnOnce(bool)) -> c_int {
+    // The lock is held until the server is registered: its index (and so its Lent) is
+    // reserved before the context is built, and taken only if the build succeeds.
+    let mut n = lock(&SERVER_COUNT);
+    let idx = *n;
+    if idx >= MAX_SERVERS {
+        drop(n);
+        ready(false);
+        return -1;
+    }
+    let lent = &LENT[idx];
+    lent.thread.store(this_thread(), Ordering::Relaxed);
     let mut b = Context::builder().port(port).accept_any_protocol(true).protocol(
         "wsserver",
         WsProto {
             srv: None,
+            lent,
             evs,
+            onmessage: evs.onmessage.unwrap_or(no_onmessage),
             pending: HashMap::new(),
             scratch: Vec::new(),
         },
@@ -476,37 +674,32 @@ fn run_server(evs: ws_events, port: u16, timeout_ms: u32, ready: impl FnOnce(boo
     let mut ctx = match b.build() {
         Ok(c) => c,
         Err(e) => {
+            drop(n);
             log::error!("ws_socket: port {port}: {e}");
             ready(false);
             return -1;
         }
     };
     let pid = ctx.protocol_by_name("wsserver").expect("registered above");
-    let srv = {
-        let mut servers = lock(&SERVERS);
-        if servers.len() >= MAX_SERVERS {
-            drop(servers);
-            ready(false);
-            return -1;
-        }
-        let srv = Arc::new(Server {
-            idx: servers.len() as u16,
-            waker: ctx.cancel_handle(),
-            loop_thread: std::thread::current().id(),
-            cmds: Mutex::new(Vec::new()),
-            clients: Mutex::new(HashMap::new()),
-        });
-        servers.push(srv.clone());
-        srv
-    };
-    ctx.protocol_mut::<WsProto>(pid).expect("registered above").srv = Some(srv.clone());
+    let srv: &'static Server = Box::leak(Box::new(Server {
+        idx: idx as u16,
+        waker: ctx.cancel_handle(),
+        lent,
+        cmds: Mutex::new(Vec::new()),
+        clients: Mutex::new(HashMap::new()),
+    }));
+    // The slot is free: slots are taken in order under SERVER_COUNT's lock.
+    let _ = SERVERS[idx].set(srv);
+    *n += 1;
+    drop(n);
+    ctx.protocol_mut::<WsProto>(pid).expect("registered above").srv = Some(srv);
     ready(true);
     loop {
         if let Err(e) = ctx.service(Duration::from_secs(1)) {
             log::error!("ws_socket: service: {e}");
             return -1;
         }
-        serve_commands(&mut ctx, pid, &srv);
+        serve_commands(&mut ctx, pid, srv);
     }
 }
 
@@ -571,50 +764,95 @@ pub extern "C" fn ws_start() -> c_int {
     })
 }
 
+/// wsServer: a NULL client is a broadcast to every open client.
+#[cold]
+fn broadcast(data: &[u8], wp: WriteProtocol) -> c_int {
+    let data: Arc<[u8]> = data.into();
+    let mut n = 0usize;
+    for s in servers() {
+        for h in s.open_clients() {
+            if s.queue(h, Cmd::Frame(wp, data.clone())) {
+                n += data.len();
+            }
+        }
+    }
+    c_int::try_from(n).unwrap_or(c_int::MAX)
+}
+
+/// What a send returns on success: the message length.
+fn sent(data: &[u8]) -> c_int {
+    c_int::try_from(data.len()).unwrap_or(c_int::MAX)
+}
+
+/// A send; the common case inline (from inside the client's own callback, nothing queued
+/// for the server's clients: a direct write), the rest in [`send_other`].
+#[inline(always)]
 fn send(cli: *mut ws_cli_conn_t, data: &[u8], wp: WriteProtocol) -> c_int {
-    let len = c_int::try_from(data.len()).unwrap_or(c_int::MAX);
+    let handle = cli as u64;
+    // SAFETY: the references are used in this call only, which calls no C, and are dead
+    // before `send_other` could ask again. (NULL is never lent: it goes on.)
+    if let Some((wsi, proto)) = unsafe { lent_for_send(lent_of(handle), handle) } {
+        if proto.pending.is_empty() {
+            // No look-up in the shared table: a client closing (by ws_close_client or
+            // the peer) refuses the write itself, with WriteError::Closed.
+            return match wsi.write_fragment(data, wp, true) {
+                Ok(()) => sent(data),
+                // `wsi` and `proto` are not used again: the refusal asks anew.
+                Err(e) => direct_failed(handle, data, wp, e),
+            };
+        }
+    }
+    send_other(cli, data, wp)
+}
+
+/// A broadcast, a send from outside the client's own callback, or one while frames wait
+/// in the server's pending lists.
+#[cold]
+#[inline(never)]
+fn send_other(cli: *mut ws_cli_conn_t, data: &[u8], wp: WriteProtocol) -> c_int {
     let handle = cli as u64;
     if handle == 0 {
-        // wsServer: a NULL client is a broadcast to every open client.
-        let data: Arc<[u8]> = data.into();
-        let servers: Vec<Arc<Server>> = lock(&SERVERS).clone();
-        let mut n = 0usize;
-        for s in &servers {
-            for h in s.open_clients() {
-                if s.queue(h, Cmd::Frame(wp, data.clone())) {
-                    n += data.len();
-                }
-            }
-        }
-        return c_int::try_from(n).unwrap_or(c_int::MAX);
+        return broadcast(data, wp);
     }
-    let direct = with_current(handle, |wsi, _, proto| {
-        if proto.pending.contains_key(&handle) {
-            return None; // keep the order of what is queued
+    let Some(srv) = server_of(handle) else {
+        return -1;
+    };
+    // SAFETY: the references are used in this call only, which calls no C.
+    if let Some((wsi, _, proto)) = unsafe { lent(srv.lent, handle) } {
+        // Behind frames already queued for this client, a send queues too (order).
+        if !proto.pending.contains_key(&handle) {
+            return match wsi.write_fragment(data, wp, true) {
+                Ok(()) => sent(data),
+                Err(e) => direct_failed(handle, data, wp, e),
+            };
         }
-        // No look-up in the shared table: a client closing (by ws_close_client or the
-        // peer) refuses the write itself, with WriteError::Closed.
-        match wsi.write(data, wp) {
-            Ok(()) => Some(len),
-            Err(WriteError::BackPressure) => {
-                proto
-                    .pending
-                    .entry(handle)
-                    .or_default()
-                    .push_back(Cmd::Frame(wp, data.into()));
-                wsi.callback_on_writable();
-                Some(len)
-            }
-            Err(_) => Some(-1),
-        }
-    });
-    match direct.flatten() {
-        Some(r) => r,
-        None => match server_of(handle) {
-            Some(s) if s.queue(handle, Cmd::Frame(wp, data.into())) => len,
-            _ => -1,
-        },
     }
+    if srv.queue(handle, Cmd::Frame(wp, data.into())) {
+        sent(data)
+    } else {
+        -1
+    }
+}
+
+/// A direct write refused: back-pressure queues it for WRITEABLE, anything else is -1.
+/// Called by a send that holds no references from [`lent`] any more.
+#[cold]
+#[inline(never)]
+fn direct_failed(handle: u64, data: &[u8], wp: WriteProtocol, e: WriteError) -> c_int {
+    if e != WriteError::BackPressure {
+        return -1;
+    }
+    // SAFETY: the references are used in this call only, which calls no C.
+    let Some((wsi, proto)) = (unsafe { lent_for_send(lent_of(handle), handle) }) else {
+        return -1;
+    };
+    proto
+        .pending
+        .entry(handle)
+        .or_default()
+        .push_back(Cmd::Frame(wp, data.into()));
+    wsi.callback_on_writable();
+    sent(data)
 }
 
 /// `int ws_sendframe(ws_cli_conn_t *cli, const char *msg, uint64_t size, int type)`: sends
@@ -719,8 +957,7 @@ pub extern "C" fn ws_get_fd(cli: *mut ws_cli_conn_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn ws_get_connections() -> c_int {
     guard(-1, || {
-        let servers: Vec<Arc<Server>> = lock(&SERVERS).clone();
-        let n: usize = servers.iter().map(|s| lock(&s.clients).len()).sum();
+        let n: usize = servers().map(|s| lock(&s.clients).len()).sum();
         c_int::try_from(n).unwrap_or(c_int::MAX)
     })
 }
@@ -731,8 +968,10 @@ pub extern "C" fn ws_get_connections() -> c_int {
 pub extern "C" fn ws_close_client(cli: *mut ws_cli_conn_t) -> c_int {
     guard(-1, || {
         let handle = cli as u64;
-        let direct = with_current(handle, |wsi, sess, proto| {
-            let srv = proto.srv();
+        let Some(srv) = server_of(handle) else {
+            return -1;
+        };
+        let direct = with_current(srv, handle, |wsi, sess, _| {
             if lock(&srv.clients)
                 .get(&handle)
                 .is_none_or(|c| c.state != WS_STATE_OPEN)
@@ -744,10 +983,8 @@ pub extern "C" fn ws_close_client(cli: *mut ws_cli_conn_t) -> c_int {
         });
         match direct {
             Some(r) => r,
-            None => match server_of(handle) {
-                Some(s) if s.queue(handle, Cmd::Close) => 0,
-                _ => -1,
-            },
+            None if srv.queue(handle, Cmd::Close) => 0,
+            None => -1,
         }
     })
 }
@@ -761,22 +998,18 @@ pub extern "C" fn ws_ping(cli: *mut ws_cli_conn_t, threshold: c_int) {
     guard((), || {
         let handle = cli as u64;
         if handle == 0 {
-            let servers: Vec<Arc<Server>> = lock(&SERVERS).clone();
-            for s in &servers {
+            for s in servers() {
                 for h in s.open_clients() {
                     s.queue(h, Cmd::Ping(threshold));
                 }
             }
             return;
         }
-        let direct = with_current(handle, |wsi, sess, proto| {
-            let srv = proto.srv();
-            ping(wsi, sess, srv, threshold)
-        });
-        if direct.is_none() {
-            if let Some(s) = server_of(handle) {
-                s.queue(handle, Cmd::Ping(threshold));
-            }
+        let Some(srv) = server_of(handle) else {
+            return;
+        };
+        if with_current(srv, handle, |wsi, sess, _| ping(wsi, sess, srv, threshold)).is_none() {
+            srv.queue(handle, Cmd::Ping(threshold));
         }
     })
 }

@@ -145,5 +145,20 @@ async def threads_checks():
         assert await asyncio.wait_for(ws2.recv(), 10) == "still works"
     print("threads: ws_close_client from a thread; stale handle (slot reused) gets -1/NULL: ok")
 
+    # a burst of whole messages in one write: most are read with more frames behind them
+    # (delivered where they lie, the NUL lent by the next byte); every one echoes intact,
+    # and threads.c logs an ERROR for any message without its NUL (run.sh fails on it)
+    s = raw_client()
+    msgs = [(1, f"burst {i}".encode()) for i in range(24)] + [(2, b"\x00\x01\xff"), (1, b""), (2, b"")]
+    burst = b""
+    for op, payload in msgs:
+        mask = os.urandom(4)
+        burst += bytes([0x80 | op, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    s.sendall(burst)
+    for op, payload in msgs:
+        assert read_frame(s) == (op, payload), (op, payload)
+    s.close()
+    print("threads: a burst of 27 messages in one write, NUL-terminated, echoed intact: ok")
+
 
 asyncio.run(echo_checks() if MODE == "echo" else threads_checks())
