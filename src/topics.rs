@@ -17,9 +17,12 @@
 //! Each subscriber's queue (what lies between its position and the log's head) is bounded
 //! per topic ([`TopicOptions::max_queued`], counting each message's frame plus
 //! [`ENTRY_COST`]), and the topic's [`SlowPolicy`] says what happens at the bound. The
-//! subscribers are looked at only when the log as a whole is over the bound; the log then
-//! forgets what every subscriber has taken, so a topic holds at most the bound (twice it
-//! under push-back) whatever its number of subscribers.
+//! subscribers are looked at only when the log as a whole is over the bound, and then
+//! only those found at the bound the last time, as long as no other can be (a walk over
+//! all of them finds those again about once per bound's worth of messages): a member that
+//! never reads costs a publish its own entry, not the room. The log forgets what every
+//! subscriber has taken, so a topic holds at most the bound (twice it under push-back)
+//! whatever its number of subscribers.
 //!
 //! A connection that subscribes to nothing costs nothing here: the state lives in a map
 //! keyed by the connection's slot, and the connection record carries one flag bit.
@@ -139,6 +142,19 @@ struct Topic {
     paused: Vec<(u32, u32)>,
     /// In `dirty` already.
     scheduled: bool,
+    /// Subscribers found at the bound by the last look at them (and some that have moved
+    /// on since); every other subscriber is at `floor` or past it.
+    laggers: Vec<(u32, u32)>,
+    floor: u64,
+}
+
+impl Topic {
+    /// Every subscriber has its messages: the log is emptied, and none lags.
+    fn caught_up(&mut self) {
+        self.log.clear();
+        self.laggers.clear();
+        self.floor = self.log.head();
+    }
 }
 
 /// Above this capacity an emptied log gives its buffer back, so that a quiet topic does not
@@ -193,11 +209,6 @@ impl Log {
     /// What messages `m..head` cost a subscriber's bound.
     fn cost_from(&self, m: u64) -> usize {
         (self.end() - self.start_of(m)) as usize + (self.head() - m) as usize * ENTRY_COST
-    }
-
-    /// What message `m` costs a subscriber's bound.
-    fn cost_of(&self, m: u64) -> usize {
-        (self.start_of(m + 1) - self.start_of(m)) as usize + ENTRY_COST
     }
 
     fn push(&mut self, seq: u64, op: OpCode, data: &[u8]) {
@@ -298,6 +309,11 @@ pub(crate) struct Topics {
     pub(crate) unpause: Vec<(u32, u32)>,
     /// Push-back subscribers that became full: (since, slot, generation, topic).
     stalls: Vec<(Instant, u32, u32, u32)>,
+    /// Calls of `enforce`, and those that walked all subscribers.
+    #[cfg(test)]
+    enforced: u64,
+    #[cfg(test)]
+    walks: u64,
     /// With a Redis backplane: what other processes must hear of (topics created and
     /// gone, publishes), drained by the backplane each cycle. `None` without one.
     #[cfg(feature = "redis")]
@@ -395,6 +411,8 @@ impl Topics {
                     full: 0,
                     paused: Vec::new(),
                     scheduled: false,
+                    laggers: Vec::new(),
+                    floor: 0,
                 }) as u32;
                 self.names.insert(name.into(), t);
                 #[cfg(feature = "redis")]
@@ -467,7 +485,7 @@ impl Topics {
         if e.next < topic.log.head() {
             topic.behind -= 1;
             if topic.behind == 0 {
-                topic.log.clear();
+                topic.caught_up();
             }
         }
         if topic.subs.is_empty() {
@@ -580,20 +598,58 @@ impl Topics {
     /// The log of topic `t` (its newest message just appended) is over the bound: each
     /// subscriber over it gets the topic's policy, and the log forgets what every
     /// subscriber has sent.
+    ///
+    /// Only the topic's `laggers` are looked at while the bound's position has not passed
+    /// `floor` (below which no other subscriber can be): one member that never reads costs
+    /// each publish its own entry, not a walk over the room. A walk over all subscribers
+    /// finds the laggers and the floor again, once per bound's worth of messages or so.
     fn enforce(&mut self, t: u32, r: &mut Published) {
+        #[cfg(test)]
+        {
+            self.enforced += 1;
+        }
         let Topic {
             subs,
             log,
             opts,
             full,
+            laggers,
+            floor,
             ..
         } = &mut self.list[t as usize];
         let max = opts.max_queued;
         let head = log.head();
-        // The newest message is always kept.
-        let mut keep = head - 1;
+        // The first position within the bound; the newest message is always kept (alone it
+        // may be over the bound). `cost_from` falls as the position grows: bisect.
+        let (mut lo, mut hi) = (log.first, head - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if log.cost_from(mid) > max {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let need = lo;
+        let partial = need <= *floor;
+        #[cfg(test)]
+        if !partial {
+            self.walks += 1;
+        }
+        let taken = if partial {
+            std::mem::take(laggers)
+        } else {
+            laggers.clear();
+            Vec::new()
+        };
+        let walk: &[(u32, u32)] = if partial { &taken } else { subs };
+        // Not walked (partial): at `floor` or past it.
+        let mut keep = if partial { (*floor).min(head - 1) } else { head - 1 };
+        // Walked and within the bound (full walk): the new floor. New subscribers join at
+        // the head, so it is a lower bound for them too.
+        let mut new_floor = head;
         let mut victims = Vec::new();
-        for &(key, gen) in subs.iter() {
+        for &(key, gen) in walk {
             let Some(e) = self
                 .subs
                 .get_mut(&key)
@@ -602,15 +658,11 @@ impl Topics {
             else {
                 continue;
             };
-            let mut queued = log.cost_from(e.next);
-            if e.next + 1 < head && queued > max {
+            if e.next < need {
                 match opts.policy {
                     SlowPolicy::DropOldest => {
-                        while e.next + 1 < head && queued > max {
-                            queued -= log.cost_of(e.next);
-                            e.next += 1;
-                            e.missed += 1;
-                        }
+                        e.missed += need - e.next;
+                        e.next = need;
                         r.dropped += 1;
                     }
                     SlowPolicy::Close => {
@@ -619,7 +671,7 @@ impl Topics {
                         continue;
                     }
                     SlowPolicy::PushBack { .. } => {
-                        if queued > 2 * max {
+                        if log.cost_from(e.next) > 2 * max {
                             // Over twice the bound (many publishers, or none to pause): the
                             // memory bound wins.
                             victims.push((key, gen));
@@ -634,8 +686,18 @@ impl Topics {
                         }
                     }
                 }
+                laggers.push((key, gen));
+            } else if partial {
+                if e.next < *floor {
+                    laggers.push((key, gen));
+                }
+            } else {
+                new_floor = new_floor.min(e.next);
             }
             keep = keep.min(e.next);
+        }
+        if !partial {
+            *floor = new_floor;
         }
         log.trim(keep);
         for (key, gen) in victims {
@@ -783,7 +845,7 @@ impl Topics {
             if to == head {
                 topic.behind -= 1;
                 if topic.behind == 0 {
-                    topic.log.clear();
+                    topic.caught_up();
                 }
             }
         }
@@ -1038,5 +1100,44 @@ mod tests {
         assert_eq!(t.take_missed(1, 2), vec![("r".into(), 90)]);
         let rest: Vec<u8> = pull_all(&mut t, 1, &mut slow).chunks(18).map(|f| f[2]).collect();
         assert_eq!(rest, (90..100).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_subscriber_that_never_reads_costs_a_publish_no_walk_over_the_room() {
+        let max = 100 * (18 + ENTRY_COST);
+        let mut t = Topics::new(TopicOptions {
+            max_queued: max,
+            policy: SlowPolicy::DropOldest,
+        });
+        let mut conns: Vec<Conn> = (0..1000).map(conn).collect();
+        for (k, c) in conns.iter_mut().enumerate() {
+            t.subscribe(k, c, "r", None);
+        }
+        // Subscriber 0 never reads; the others read after every publish.
+        let mut got = vec![0u32; 1000];
+        for i in 0..2000u32 {
+            t.publish("r", &[(i % 251) as u8; 16], true, None);
+            for (k, c) in conns.iter_mut().enumerate().skip(1) {
+                got[k] += (pull_all(&mut t, k, c).len() / 18) as u32;
+            }
+            let log = &t.list[t.names["r"] as usize].log;
+            assert!(
+                log.cost_from(log.first) <= max,
+                "the log outgrew the bound at {i}"
+            );
+        }
+        assert!(got[1..].iter().all(|&n| n == 2000), "a reader lost messages");
+        eprintln!("{} enforcements, {} walks", t.enforced, t.walks);
+        assert!(t.enforced >= 1900, "{}", t.enforced);
+        assert!(
+            t.walks * 20 < t.enforced,
+            "{} walks over the 1,000 subscribers for {} publishes over the bound",
+            t.walks,
+            t.enforced
+        );
+        // The stuck one: the newest 100 after a notice of the 1,900 others.
+        assert!(pull_all(&mut t, 0, &mut conns[0]).is_empty());
+        assert_eq!(t.take_missed(0, 0), vec![("r".into(), 1900)]);
+        assert_eq!(pull_all(&mut t, 0, &mut conns[0]).len(), 100 * 18);
     }
 }
