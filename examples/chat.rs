@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example chat -- [--port 7682] [--interface ADDR]
+//! cargo run --release --features redis --example chat -- --port 7683 --redis redis://127.0.0.1:6379/
 //! ```
 //!
 //! Open http://localhost:7682/lobby (any room name instead of `lobby`) in two browser
@@ -14,6 +15,14 @@
 //! Messages to the page are JSON: `{"type":"join"|"leave","nick":…,"users":N}`,
 //! `{"type":"msg","nick":…,"text":…}`, `{"type":"nick","old":…,"new":…}`,
 //! `{"type":"missed","count":N}`.
+//!
+//! With `--redis URL` (feature `redis`) the rooms span every chat server on that Redis:
+//! what is said in a room reaches its members on all of them (room topics `room:NAME` go
+//! through the backplane). **Member counts are per server**: a server knows its own
+//! members only, so joins and leaves cross servers without a count
+//! (`{"type":"join"|"leave","nick":…}`), and each server tells its own members the count
+//! of members it has, `{"type":"users","users":N}`, on a topic of its own (`here:NAME`,
+//! kept out of the backplane) after each join and leave there.
 
 use std::time::Duration;
 use wsreactor::{Close, Context, ContextBuilder, Protocol, Reason, SlowPolicy, TopicOptions, Wsi};
@@ -119,6 +128,30 @@ pub struct Member {
 /// `chat`: rooms as topics.
 pub struct Chat {
     guests: u64,
+    /// The rooms span servers (`--redis`): counts go on the per-server topic.
+    spanning: bool,
+}
+
+impl Chat {
+    /// Publishes a join or leave, with the member count as the protocol has it.
+    fn announce(&self, wsi: &mut Wsi<'_>, m: &Member, kind: &str) {
+        let users = wsi.num_subscribers(&m.topic);
+        let nick = json(&m.nick);
+        if self.spanning {
+            let msg = format!(r#"{{"type":"{kind}","nick":{nick}}}"#);
+            wsi.publish(&m.topic, msg.as_bytes(), false);
+            let count = format!(r#"{{"type":"users","users":{users}}}"#);
+            wsi.publish(&here_topic(&m.topic), count.as_bytes(), false);
+        } else {
+            let msg = format!(r#"{{"type":"{kind}","nick":{nick},"users":{users}}}"#);
+            wsi.publish(&m.topic, msg.as_bytes(), false);
+        }
+    }
+}
+
+/// The per-server topic of a room (`room:NAME` → `here:NAME`): member counts.
+fn here_topic(room_topic: &str) -> String {
+    format!("here:{}", room_topic.strip_prefix("room:").unwrap_or(room_topic))
 }
 
 /// JSON string literal of `s`.
@@ -165,9 +198,10 @@ impl Protocol for Chat {
             }
             Reason::Established => {
                 wsi.subscribe_with(&m.topic, ROOM_TOPIC);
-                let users = wsi.num_subscribers(&m.topic);
-                let msg = format!(r#"{{"type":"join","nick":{},"users":{users}}}"#, json(&m.nick));
-                wsi.publish(&m.topic, msg.as_bytes(), false);
+                if self.spanning {
+                    wsi.subscribe_with(&here_topic(&m.topic), ROOM_TOPIC);
+                }
+                self.announce(wsi, m, "join");
             }
             Reason::Receive {
                 data,
@@ -206,9 +240,10 @@ impl Protocol for Chat {
             }
             // leaving the topic first, so that the count is of those who stay
             Reason::Closed { .. } if wsi.unsubscribe(&m.topic) => {
-                let users = wsi.num_subscribers(&m.topic);
-                let msg = format!(r#"{{"type":"leave","nick":{},"users":{users}}}"#, json(&m.nick));
-                wsi.publish(&m.topic, msg.as_bytes(), false);
+                if self.spanning {
+                    wsi.unsubscribe(&here_topic(&m.topic));
+                }
+                self.announce(wsi, m, "leave");
             }
             _ => {}
         }
@@ -218,19 +253,46 @@ impl Protocol for Chat {
 
 /// The chat server's protocols on `b`.
 pub fn configure(b: ContextBuilder) -> ContextBuilder {
-    b.protocol("http", Page).protocol("chat", Chat { guests: 0 })
+    b.protocol("http", Page).protocol(
+        "chat",
+        Chat {
+            guests: 0,
+            spanning: false,
+        },
+    )
+}
+
+/// The chat server's protocols on `b`, its rooms spanning every chat server on the Redis
+/// at `url`; member counts stay per server (see the module's documentation).
+#[cfg(feature = "redis")]
+pub fn configure_redis(b: ContextBuilder, url: &str) -> ContextBuilder {
+    let cfg = wsreactor::backplane::LinkConfig {
+        bridged: |topic| topic.starts_with("room:"),
+        ..Default::default()
+    };
+    b.protocol("http", Page)
+        .protocol(
+            "chat",
+            Chat {
+                guests: 0,
+                spanning: true,
+            },
+        )
+        .redis(url, cfg)
 }
 
 fn main() -> std::io::Result<()> {
     let mut port = 7682u16;
     let mut interface = None;
+    let mut redis: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" | "-p" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--interface" | "-i" => interface = args.next(),
+            "--redis" => redis = Some(args.next().expect("--redis redis://HOST:PORT/")),
             "-h" | "--help" => {
-                println!("usage: chat [--port 7682] [--interface ADDR]");
+                println!("usage: chat [--port 7682] [--interface ADDR] [--redis URL]");
                 return Ok(());
             }
             other => {
@@ -242,7 +304,20 @@ fn main() -> std::io::Result<()> {
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Info)
         .init();
-    let mut b = configure(Context::builder().port(port));
+    let mut b = Context::builder().port(port);
+    b = match &redis {
+        None => configure(b),
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            log::info!("rooms shared through {url}; member counts are per server");
+            configure_redis(b, url)
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => {
+            eprintln!("chat: --redis needs the redis feature (cargo run --features redis --example chat)");
+            std::process::exit(2);
+        }
+    };
     if let Some(i) = &interface {
         b = b.interface(i);
     }

@@ -194,7 +194,7 @@ if [[ -z "${SKIP_REDIS:-}" ]]; then
   }
   cargo clippy --all-targets --features redis -- -D warnings
   cargo test --features redis --lib backplane
-  cargo test --features redis --test backplane --test backplane_link
+  cargo test --features redis --test backplane --test backplane_link --test chat
   # last: this rebuilds target/release/examples/test-server with the feature
   cargo build --release --features redis --example test-server
   [[ -n "${SKIP_BROWSER:-}" ]] || ARTIFACTS="$ART" tests/redis/run.sh "$ROOT/target/release/examples/test-server"

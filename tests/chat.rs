@@ -1,6 +1,7 @@
 //! The chat example (examples/chat.rs, included as a module) over loopback: the page from
 //! memory (GET and HEAD), rooms from the URL, nicknames, member counts on join and leave,
-//! messages to the room only, refused room names.
+//! messages to the room only, refused room names; with the `redis` feature, two chat
+//! servers' rooms through a real redis-server, member counts per server.
 
 mod common;
 
@@ -108,4 +109,128 @@ fn chat_rooms_nicknames_counts_and_the_page() {
             .bytes(),
     );
     assert_eq!(bad.read_response().unwrap().status, 400);
+}
+
+/// `chat --redis`: two chat servers on one redis-server (Debian's, started here on
+/// loopback and stopped by PID). A line said in a room on one reaches the room's members
+/// on the other, not other rooms; joins and leaves cross without a count, and each server
+/// counts its own members.
+#[cfg(feature = "redis")]
+#[test]
+fn chat_rooms_span_two_servers_through_redis_with_counts_per_server() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH (apt-get install redis-server)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let end = Instant::now() + T;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > end {
+            let _ = redis.kill();
+            panic!("redis-server did not listen on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _redis = Kill(redis);
+    let url = format!("redis://127.0.0.1:{port}/");
+    let u2 = url.clone();
+    let a = Server::start(&Log::new(), move |b| chat::configure_redis(b, &url));
+    let b = Server::start(&Log::new(), move |b| chat::configure_redis(b, &u2));
+
+    let mut ann = member(a.port, "/kitchen?nick=ann");
+    assert_eq!(next(&mut ann), r#"{"type":"join","nick":"ann"}"#);
+    assert_eq!(next(&mut ann), r#"{"type":"users","users":1}"#);
+    let mut bob = member(b.port, "/kitchen?nick=bob");
+    assert_eq!(next(&mut bob), r#"{"type":"join","nick":"bob"}"#);
+    assert_eq!(
+        next(&mut bob),
+        r#"{"type":"users","users":1}"#,
+        "counts are per server"
+    );
+    let mut eve = member(b.port, "/garden?nick=eve");
+    assert_eq!(next(&mut eve), r#"{"type":"join","nick":"eve"}"#);
+    assert_eq!(next(&mut eve), r#"{"type":"users","users":1}"#);
+
+    // Redis confirms SUBSCRIBE asynchronously: ann speaks until bob hears her (bob's
+    // join may have reached ann, or not, depending on that race)
+    bob.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    'linked: loop {
+        assert!(Instant::now() < end, "nothing ann said on A reached bob on B");
+        n += 1;
+        ann.send_text(&format!("probe {n}"));
+        while let Ok(Some(f)) = bob.try_read_frame() {
+            if String::from_utf8_lossy(&f.payload).contains(r#""text":"probe"#) {
+                break 'linked;
+            }
+        }
+    }
+    bob.stream.set_read_timeout(Some(T)).unwrap();
+    for c in [&mut ann, &mut bob] {
+        while !c.quiet_for(Duration::from_millis(300)) {
+            let _ = c.read_msg();
+        }
+    }
+
+    ann.send_text("hello from A");
+    let said = r#"{"type":"msg","nick":"ann","text":"hello from A"}"#;
+    assert_eq!(next(&mut ann), said, "delivered locally once");
+    assert_eq!(next(&mut bob), said, "across servers");
+    bob.send_text("hello from B");
+    let said = r#"{"type":"msg","nick":"bob","text":"hello from B"}"#;
+    assert_eq!(next(&mut bob), said);
+    assert_eq!(next(&mut ann), said);
+    assert!(
+        eve.quiet_for(Duration::from_millis(300)),
+        "a line crossed into another room"
+    );
+    assert!(
+        ann.quiet_for(Duration::from_millis(200)),
+        "ann heard a line twice"
+    );
+
+    // carol joins on B: B's members count 2, A's count is not touched
+    let mut carol = member(b.port, "/kitchen?nick=carol");
+    assert_eq!(next(&mut carol), r#"{"type":"join","nick":"carol"}"#);
+    assert_eq!(next(&mut carol), r#"{"type":"users","users":2}"#);
+    assert_eq!(next(&mut bob), r#"{"type":"join","nick":"carol"}"#);
+    assert_eq!(next(&mut bob), r#"{"type":"users","users":2}"#);
+    assert_eq!(next(&mut ann), r#"{"type":"join","nick":"carol"}"#);
+    assert!(
+        ann.quiet_for(Duration::from_millis(300)),
+        "B's member count reached A"
+    );
+    carol.send_close(1000, "");
+    carol.expect_close();
+    assert_eq!(next(&mut bob), r#"{"type":"leave","nick":"carol"}"#);
+    assert_eq!(next(&mut bob), r#"{"type":"users","users":1}"#);
+    assert_eq!(next(&mut ann), r#"{"type":"leave","nick":"carol"}"#);
+    assert!(eve.quiet_for(Duration::from_millis(200)));
 }
