@@ -271,6 +271,16 @@ pub enum ProtocolEvent {
     LockPoll,
     /// `LWS_CALLBACK_UNLOCK_POLL`: the batch is over.
     UnlockPoll,
+    /// The Redis backplane's link is up (`ContextBuilder::redis`, feature `redis`):
+    /// authenticated, every live topic resubscribed, publishes cross processes again
+    /// (those queued meanwhile sent). Once per connection that comes up.
+    BackplaneUp,
+    /// The Redis backplane's link is down, or could not come up (Redis unreachable, killed,
+    /// restarted, refusing us, sending garbage): local delivery goes on, publishes stay
+    /// local (queued or dropped, as `backplane::WhileDown` says) and the link
+    /// reconnects with backoff. Once per outage, not for each failed reconnect; the cause
+    /// is logged and the counts are in `Context::backplane_stats`.
+    BackplaneDown,
 }
 
 /// The argument of the external-poll events (libwebsockets' `struct libwebsocket_pollargs`).

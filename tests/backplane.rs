@@ -2,7 +2,9 @@
 //! on loopback (Debian's; stopped by PID): 200 clients split over both receive every one of
 //! 1,000 messages, in order per sender; Redis killed (local delivery goes on) and restarted
 //! (cross delivery resumes); a fake Redis answering garbage makes the backplane reconnect
-//! without harming clients. Needs the `redis` feature and `redis-server` on PATH.
+//! without harming clients; a fake Redis that stops reading leaves our unsent bytes
+//! bounded; every protocol is told once when the link goes down and when it is back.
+//! Needs the `redis` feature and `redis-server` on PATH.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -335,4 +337,71 @@ fn a_redis_that_stops_reading_cannot_grow_our_memory() {
         }
     }
     let _ = done_tx.send(());
+}
+
+/// Records the backplane's events, as one protocol of several.
+struct Watcher(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+impl Protocol for Watcher {
+    type Session = ();
+    fn callback(&mut self, _: &mut Wsi<'_>, _: &mut (), _: Reason<'_>) -> Result<(), Close> {
+        Ok(())
+    }
+    fn protocol_callback(
+        &mut self,
+        _: &mut wsreactor::ProtocolContext<'_>,
+        event: wsreactor::ProtocolEvent,
+    ) -> Result<(), Close> {
+        let e = match event {
+            wsreactor::ProtocolEvent::BackplaneUp => "up",
+            wsreactor::ProtocolEvent::BackplaneDown => "down",
+            _ => return Ok(()),
+        };
+        self.0.lock().unwrap().push(e);
+        Ok(())
+    }
+}
+
+#[test]
+fn every_protocol_is_told_once_when_the_link_goes_down_and_when_it_is_back() {
+    use std::sync::{Arc, Mutex};
+    let rport = free_port();
+    let mut redis = Redis::start(rport);
+    let url = format!("redis://127.0.0.1:{rport}/");
+    let (one, two) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (o, t) = (one.clone(), two.clone());
+    let quick = LinkConfig {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(100),
+        ..LinkConfig::default()
+    };
+    let _a = Server::start(&Log::new(), move |b: ContextBuilder| {
+        b.protocol("one", Watcher(o))
+            .protocol("two", Watcher(t))
+            .redis(&url, quick)
+    });
+    let seen = |v: &Arc<Mutex<Vec<&'static str>>>| v.lock().unwrap().clone();
+    assert!(
+        eventually(Duration::from_secs(5), || seen(&one) == ["up"]),
+        "{:?}",
+        seen(&one)
+    );
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    assert!(
+        eventually(Duration::from_secs(5), || seen(&one) == ["up", "down"]),
+        "{:?}",
+        seen(&one)
+    );
+    // reconnects keep failing every 100 ms meanwhile: no more notices
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(seen(&one), ["up", "down"]);
+    redis = Redis::start(rport);
+    assert!(
+        eventually(Duration::from_secs(5), || seen(&one) == ["up", "down", "up"]),
+        "{:?}",
+        seen(&one)
+    );
+    assert_eq!(seen(&two), seen(&one), "every protocol is told");
+    drop(redis);
 }

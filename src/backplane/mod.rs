@@ -14,6 +14,7 @@ pub use link::{Link, LinkConfig, LinkEvent, LinkStats, RedisUrl, WhileDown};
 
 use crate::connection::State;
 use crate::context::Context;
+use crate::reason::ProtocolEvent;
 use crate::roles::Stop;
 use crate::timers::PendingTimeout;
 use crate::topics::BridgeOp;
@@ -35,6 +36,8 @@ pub(crate) struct Backplane {
     resolving: Option<mpsc::Receiver<io::Result<Vec<SocketAddr>>>>,
     /// Why the current connection failed, for the link's `Down` event and the log.
     error: Option<String>,
+    /// The protocols were told of the outage (`BackplaneDown`), not yet of its end.
+    told_down: bool,
 }
 
 impl Backplane {
@@ -47,6 +50,7 @@ impl Backplane {
             conn: None,
             resolving: None,
             error: None,
+            told_down: false,
         }
     }
 
@@ -269,8 +273,25 @@ impl Context {
                 LinkEvent::Deliver { topic, data, binary } => {
                     self.shared.topics.publish_here(&topic, &data, binary, None);
                 }
-                LinkEvent::Up => log::info!("redis backplane up"),
-                LinkEvent::Down(why) => log::debug!("redis backplane: {why}"),
+                LinkEvent::Up => {
+                    log::info!("redis backplane up");
+                    if let Some(b) = self.backplane.as_mut() {
+                        b.told_down = false;
+                    }
+                    self.guarded(None, |ctx| ctx.protocol_event_all(ProtocolEvent::BackplaneUp));
+                }
+                LinkEvent::Down(why) => {
+                    log::debug!("redis backplane: {why}");
+                    // Each failed reconnect is a `Down` of the link; the protocols hear of
+                    // the outage once.
+                    if self
+                        .backplane
+                        .as_mut()
+                        .is_some_and(|b| !std::mem::replace(&mut b.told_down, true))
+                    {
+                        self.guarded(None, |ctx| ctx.protocol_event_all(ProtocolEvent::BackplaneDown));
+                    }
+                }
             }
         }
     }
