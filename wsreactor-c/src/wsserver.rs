@@ -15,7 +15,8 @@
 //! calls about the client of that callback act on the connection directly (through the
 //! callback's `Wsi`, without locks): the server records which connection its loop
 //! thread's running callback lends, and a call takes that route only from the loop
-//! thread itself (`pthread_self`) and for that client's handle. Any other call is queued
+//! thread itself (compared by thread pointer, `pthread_self`'s value) and for that client's
+//! handle. Any other call is queued
 //! on its server's command list and the loop is woken (with the context's
 //! [`CancelHandle`]); the loop serves the queue after each `service()` by asking a
 //! WRITEABLE callback of each client concerned, where the queued frames are written. The
@@ -112,13 +113,36 @@ fn servers() -> impl Iterator<Item = &'static Server> {
     SERVERS[..n].iter().filter_map(|s| s.get().copied())
 }
 
-/// The calling thread's identity, unique among live threads (never 0).
+/// The calling thread's identity, unique among live threads (never 0): its thread
+/// pointer, the address of its thread control block, which is also what `pthread_self`
+/// returns there.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
 fn this_thread() -> u64 {
-    // SAFETY: pthread_self has no preconditions and cannot fail. (A call and one load
-    // from the thread pointer: far cheaper than a thread-local, which a cdylib reaches
-    // through __tls_get_addr.) pthread_t is an integer on the targets this crate builds
-    // for (Linux).
+    let tp: u64;
+    // SAFETY: on x86-64 Linux the `%fs` segment base is the thread pointer, and the
+    // x86-64 ELF TLS ABI (TLS variant II, followed by glibc and musl) requires the word
+    // at the thread pointer to hold the thread pointer itself: that is how compiled code
+    // reads it (`mov %fs:0`) for local-exec and initial-exec thread-locals. The read
+    // touches only the calling thread's control block, written once by the C runtime
+    // when the thread was made; live threads have distinct control blocks. It saves a
+    // call to pthread_self (the same value), and the registers saved around that call,
+    // on the per-message send path: 6 instructions per message under callgrind.
+    unsafe {
+        std::arch::asm!(
+            "mov {}, qword ptr fs:[0]",
+            out(reg) tp,
+            options(nostack, preserves_flags, readonly, pure)
+        );
+    }
+    tp
+}
+
+/// The calling thread's identity, unique among live threads (never 0).
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn this_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions and cannot fail; pthread_t is an integer
+    // on the Unix targets this crate builds for.
     unsafe { libc::pthread_self() as u64 }
 }
 
@@ -781,7 +805,7 @@ fn broadcast(data: &[u8], wp: WriteProtocol) -> c_int {
 
 /// What a send returns on success: the message length.
 fn sent(data: &[u8]) -> c_int {
-    c_int::try_from(data.len()).unwrap_or(c_int::MAX)
+    data.len().min(c_int::MAX as usize) as c_int
 }
 
 /// A send; the common case inline (from inside the client's own callback, nothing queued
