@@ -196,7 +196,13 @@ impl Context {
             self.remove(k);
             return (data.len(), Stop::Done);
         }
-        self.backplane_pump();
+        if self.backplane_pump() > 0 && self.shared.topics.has_pending() {
+            // Redis's pushes come in reads of up to a receive buffer (256 KiB), several
+            // per cycle under a flood: their subscribers are flushed after each read
+            // rather than once per cycle, so that one cycle's reads do not overflow the
+            // bound (256 KiB by default) of a subscriber that keeps up.
+            self.run_topics();
+        }
         (data.len(), Stop::NeedMore)
     }
 
@@ -223,10 +229,10 @@ impl Context {
     }
 
     /// Moves the topics' changes to the link, the link's output to the socket and its
-    /// events to the topics.
-    fn backplane_pump(&mut self) {
+    /// events to the topics. Returns the number of messages from Redis delivered here.
+    fn backplane_pump(&mut self) -> usize {
         let Some(bp) = self.backplane.as_mut() else {
-            return;
+            return 0;
         };
         // The socket's unsent bytes count towards the link's bound on what waits for Redis.
         let conn = bp.conn.and_then(|(k, gen)| {
@@ -268,10 +274,12 @@ impl Context {
                 bp.link.set_backlog(unsent);
             }
         }
+        let mut delivered = 0;
         while let Some(ev) = self.backplane.as_mut().and_then(|b| b.link.poll_event()) {
             match ev {
                 LinkEvent::Deliver { topic, data, binary } => {
                     self.shared.topics.publish_here(&topic, &data, binary, None);
+                    delivered += 1;
                 }
                 LinkEvent::Up => {
                     log::info!("redis backplane up");
@@ -294,5 +302,6 @@ impl Context {
                 }
             }
         }
+        delivered
     }
 }
