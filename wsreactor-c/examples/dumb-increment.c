@@ -15,6 +15,10 @@
  *               paused one 300 ms later (rx_flow_allow_all_protocol)
  *   "stale?"    the main loop tries the wsi of the last closed dumb-increment connection
  *               (callback_on_writable, write, rx_flow_control) and answers at WRITEABLE
+ *   "stale-in?" the same from inside this callback, where requests about another
+ *               connection are carried out after it: callback_on_writable and
+ *               rx_flow_control on that stale wsi and on the last opened dumb-increment
+ *               connection, if still open; answers at WRITEABLE
  *   "cancel?"   the main loop blocks in service for up to 10 s while a thread calls
  *               libwebsocket_cancel_service after 100 ms; answers how long it waited
  *   anything else: "piece len=.. bin=.. final=.. remaining=.. proto=.. user=.. fd-ok=.."
@@ -30,7 +34,7 @@
 
 static const char *file_to_serve;
 static struct libwebsocket_protocols protocols[];
-static struct libwebsocket *last_closed;
+static struct libwebsocket *last_closed, *last_opened;
 static struct libwebsocket *asker;
 static int want_stale, want_cancel, flow_paused;
 static char answer[512];
@@ -113,6 +117,7 @@ static int callback_dumb_increment(struct libwebsocket_context *context,
 	switch (reason) {
 	case LWS_CALLBACK_ESTABLISHED:
 		pss->number = 0;
+		last_opened = wsi;
 		break;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		n = sprintf((char *)p, "%d", pss->number++);
@@ -128,6 +133,8 @@ static int callback_dumb_increment(struct libwebsocket_context *context,
 		break;
 	case LWS_CALLBACK_CLOSED:
 		last_closed = wsi;
+		if (last_opened == wsi)
+			last_opened = NULL;
 		break;
 	default:
 		break;
@@ -154,6 +161,19 @@ static int callback_lws_test(struct libwebsocket_context *context, struct libweb
 		if (len == 6 && strncmp(in, "stale?", 6) == 0) {
 			asker = wsi;
 			want_stale = 1;
+			break;
+		}
+		if (len == 9 && strncmp(in, "stale-in?", 9) == 0) {
+			snprintf(answer, sizeof answer,
+				"stale-in have=%d writable=%d flow=%d live=%d live-writable=%d live-flow=%d",
+				last_closed != NULL,
+				libwebsocket_callback_on_writable(context, last_closed),
+				libwebsocket_rx_flow_control(last_closed, 1),
+				last_opened != NULL,
+				last_opened ? libwebsocket_callback_on_writable(context, last_opened) : -9,
+				last_opened ? libwebsocket_rx_flow_control(last_opened, 1) : -9);
+			asker = wsi;
+			libwebsocket_callback_on_writable(context, wsi);
 			break;
 		}
 		if (len == 7 && strncmp(in, "cancel?", 7) == 0) {

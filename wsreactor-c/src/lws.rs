@@ -186,6 +186,10 @@ pub struct libwebsocket_context {
     protocols: *mut libwebsocket_protocols,
     pids: Vec<ProtocolId>,
     hostname: CString,
+    /// Its connections between `WSI_CREATE` and `WSI_DESTROY`, by id: a request about
+    /// another connection made inside a callback is carried out after it, so it is
+    /// checked against this instead, to give a stale `wsi` its -1 at once.
+    conns: RefCell<std::collections::HashSet<u64>>,
 }
 
 /// Addresses of the live contexts.
@@ -249,7 +253,8 @@ impl Drop for Restore {
 /// (requests go through what it lends), or no callback (the context may be borrowed).
 enum Access<'a> {
     Own(&'a mut Wsi<'static>),
-    Lent(Lent),
+    /// Lent by a callback of this context.
+    Lent(Lent, *const libwebsocket_context),
     Idle,
 }
 
@@ -277,7 +282,7 @@ fn with_access<R>(
                     // reference does not leave `f`.
                     f(Access::Own(unsafe { &mut *w }))
                 }
-                lent => f(Access::Lent(lent)),
+                lent => f(Access::Lent(lent, cur.ctx)),
             }
         }
         None => f(Access::Idle),
@@ -339,6 +344,18 @@ impl LwsProto {
         unsafe { (self.callback)(self.ctx, wsi, reason, user, inp, len) }
     }
 
+    /// Adds or removes a connection of the context's `conns`.
+    fn track(&self, id: ConnId, live: bool) {
+        if let Some(c) = self::context(self.ctx) {
+            let mut conns = c.conns.borrow_mut();
+            if live {
+                conns.insert(id.as_u64());
+            } else {
+                conns.remove(&id.as_u64());
+            }
+        }
+    }
+
     fn text_ptr(&mut self, s: &str) -> (*mut c_void, usize) {
         self.text.clear();
         self.text.extend_from_slice(s.as_bytes());
@@ -359,7 +376,10 @@ impl Protocol for LwsProto {
         use self::reason as r;
         let none = (std::ptr::null_mut(), 0);
         let (num, (inp, len)) = match reason {
-            Reason::WsiCreate => (r::WSI_CREATE, none),
+            Reason::WsiCreate => {
+                self.track(wsi.id(), true);
+                (r::WSI_CREATE, none)
+            }
             Reason::ServerNewClientInstantiated => (r::SERVER_NEW_CLIENT_INSTANTIATED, none),
             Reason::FilterProtocolConnection => (r::FILTER_PROTOCOL_CONNECTION, none),
             Reason::Established => (r::ESTABLISHED, none),
@@ -370,7 +390,10 @@ impl Protocol for LwsProto {
                 r::OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION,
                 (std::ptr::null_mut(), 1),
             ),
-            Reason::WsiDestroy => (r::WSI_DESTROY, none),
+            Reason::WsiDestroy => {
+                self.track(wsi.id(), false);
+                (r::WSI_DESTROY, none)
+            }
             Reason::FilterHttpConnection { uri } => (r::FILTER_HTTP_CONNECTION, self.text_ptr(uri)),
             Reason::Http { uri } => (r::HTTP, self.text_ptr(uri)),
             Reason::HttpBody { data } => (r::HTTP_BODY, bytes_ptr(data)),
@@ -558,6 +581,7 @@ pub unsafe extern "C" fn libwebsocket_create_context(
             protocols: info.protocols,
             pids: Vec::new(),
             hostname: CString::default(),
+            conns: RefCell::default(),
         }));
         let mut names = Vec::with_capacity(n);
         for i in 0..n {
@@ -839,8 +863,12 @@ fn request(
             1
         }
         // Another connection's request from inside a callback: carried out after the
-        // callback returns. A stale `wsi` is dropped then (no error can be given now).
-        Access::Lent(l) => {
+        // callback returns; a `wsi` that is not one of the context's connections any more
+        // gets -1 now.
+        Access::Lent(l, ctx) => {
+            if !self::context(ctx).is_some_and(|c| c.conns.borrow().contains(&id.as_u64())) {
+                return -1;
+            }
             on_lent!(l, |r| lent(&mut r.conn(id)));
             1
         }
@@ -861,8 +889,8 @@ fn request(
 
 /// `int libwebsocket_callback_on_writable(struct libwebsocket_context *context, struct
 /// libwebsocket *wsi)`: one `SERVER_WRITEABLE` when the socket can take data. 1, or -1
-/// for a closed `wsi` (from inside a callback about another connection the check is made
-/// when the request is carried out, and a stale `wsi` is ignored then).
+/// for a closed `wsi` (also from inside a callback about another connection, where the
+/// request itself is carried out after that callback).
 #[no_mangle]
 pub extern "C" fn libwebsocket_callback_on_writable(
     context: *mut libwebsocket_context,
@@ -933,7 +961,7 @@ fn all_protocol(
     };
     with_access(ctx, std::ptr::null_mut(), |a| match a {
         Access::Own(_) => unreachable!("no wsi asked for"),
-        Access::Lent(l) => {
+        Access::Lent(l, _) => {
             lent(l, pid);
             0
         }

@@ -41,6 +41,13 @@ async def main():
         await t.send("stale?")
         got = await asyncio.wait_for(t.recv(), 5)
         assert got == "stale have=1 writable=-1 write=-1 flow=-1 bin=0", got
+        # the same from inside a callback (requests about other connections are carried
+        # out after it): -1 for the stale wsi, 1 and 0 for an open one
+        async with connect(URL, subprotocols=["dumb-increment-protocol"]) as d:
+            await asyncio.wait_for(d.recv(), 5)
+            await t.send("stale-in?")
+            got = await asyncio.wait_for(t.recv(), 5)
+            assert got == "stale-in have=1 writable=-1 flow=-1 live=1 live-writable=1 live-flow=0", got
 
         # pieces of rx_buffer_size 16, frame info per piece
         await t.send("x" * 40)
@@ -55,7 +62,7 @@ async def main():
         await t.send(b"\x01\x02\x03")
         p = await asyncio.wait_for(t.recv(), 5)
         assert p.startswith("piece len=3 bin=1 final=1 remaining=0 "), p
-        print("lws-test: stale wsi refused; pieces, lws_frame_is_binary, is_final_fragment, remaining_packet_payload, get_protocol, context_user: ok")
+        print("lws-test: stale wsi refused (outside and inside callbacks); pieces, lws_frame_is_binary, is_final_fragment, remaining_packet_payload, get_protocol, context_user: ok")
 
         # rx flow control: paused for 300 ms by the callback, resumed by the main loop
         t0 = time.monotonic()
