@@ -4,13 +4,16 @@
 //! ```text
 //! client-bench echo URL [--conns 100] [--depth 16] [--size 16] [--secs 5]
 //! client-bench idle URL [--conns 10000] [--hold 5]
-//! ... [--json 1] [--deflate 1] [--warm 1]
+//! ... [--json 1] [--deflate 1] [--warm 1] [--count N]
 //! ```
 //!
 //! `--json 1` sends text messages of `size` bytes of JSON-like records (compressible)
 //! instead of binary `x`s; `--deflate 1` offers permessage-deflate (and reports how many
 //! connections negotiated it); `--warm 1` makes each idle connection send one message
-//! first, so that a server keeping per-connection compressors has made them.
+//! first, so that a server keeping per-connection compressors has made them; `--count N`
+//! ends an echo run once N messages came back in all (counted from the first connection
+//! on, instead of for `--secs`): a fixed amount of work, for instruction counts under
+//! callgrind that do not depend on the machine's load.
 //!
 //! `echo` keeps `depth` messages of `size` bytes in flight on each connection and prints
 //! messages per second and this process's CPU time per message; `idle` opens the
@@ -112,7 +115,7 @@ fn main() -> std::io::Result<()> {
     let mode = args.next().unwrap_or_default();
     let url = args.next().unwrap_or_default();
     let (mut conns, mut depth, mut size, mut secs, mut hold) = (0usize, 16usize, 16usize, 5u64, 5u64);
-    let (mut json, mut deflate, mut warm) = (false, false, false);
+    let (mut json, mut deflate, mut warm, mut count) = (false, false, false, 0u64);
     while let Some(a) = args.next() {
         let v = args.next().and_then(|v| v.parse::<u64>().ok()).expect("a number");
         match a.as_str() {
@@ -124,6 +127,7 @@ fn main() -> std::io::Result<()> {
             "--json" => json = v != 0,
             "--deflate" => deflate = v != 0,
             "--warm" => warm = v != 0,
+            "--count" => count = v,
             other => panic!("client-bench: unknown option {other}"),
         }
     }
@@ -190,6 +194,14 @@ fn main() -> std::io::Result<()> {
         return Ok(());
     }
     let (m0, c0, t0) = (n.borrow().received, cpu_seconds(), Instant::now());
+    if count > 0 {
+        while n.borrow().received < count && t0.elapsed() < Duration::from_secs(600) {
+            ctx.service(Duration::from_millis(10))?;
+        }
+        let msgs = n.borrow().received;
+        println!("RESULT mode=echo established={est} failed={failed} deflated={deflated} msgs={msgs}");
+        return Ok(());
+    }
     while t0.elapsed() < Duration::from_secs(secs) {
         ctx.service(Duration::from_millis(10))?;
     }

@@ -36,7 +36,7 @@ impl Context {
             out: Vec::new(),
             stash: Vec::new(),
             rx: Receiver::new(Role::Server, self.cfg.limits),
-            deflate: None,
+            ext: None,
             http: None,
             deadline: None,
             out_pos: 0,

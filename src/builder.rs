@@ -118,8 +118,8 @@ pub struct ContextBuilder {
     external_poll: bool,
     user: Option<Box<dyn std::any::Any>>,
     listens: Vec<crate::listener::Listen>,
-    /// `permessage_deflate()`: off when `None`.
-    deflate: Option<crate::proto::deflate::DeflateOptions>,
+    /// `extension()`, `permessage_deflate()`, in offer order.
+    extensions: crate::extensions::Extensions,
     topic_options: crate::topics::TopicOptions,
     #[cfg(feature = "redis")]
     redis: Option<(String, crate::backplane::LinkConfig)>,
@@ -194,7 +194,7 @@ impl ContextBuilder {
             external_poll: false,
             user: None,
             listens: Vec::new(),
-            deflate: None,
+            extensions: Default::default(),
             topic_options: Default::default(),
             #[cfg(feature = "redis")]
             redis: None,
@@ -327,8 +327,33 @@ impl ContextBuilder {
     ///     .permessage_deflate(DeflateOptions::shared())
     ///     .build();
     /// ```
-    pub fn permessage_deflate(mut self, opts: crate::proto::deflate::DeflateOptions) -> Self {
-        self.deflate = Some(opts);
+    ///
+    /// It is the [`extension`](Self::extension)
+    /// [`PermessageDeflate`](crate::proto::deflate::PermessageDeflate)`::new(opts)`.
+    pub fn permessage_deflate(self, opts: crate::proto::deflate::DeflateOptions) -> Self {
+        self.extension(crate::proto::deflate::PermessageDeflate::new(opts))
+    }
+
+    /// Registers a WebSocket extension (libwebsockets' `extensions` array of
+    /// `libwebsocket_context_creation_info`), after those registered before: a server
+    /// negotiates each one the client offers (each protocol may refuse it per connection in
+    /// [`Reason::ConfirmExtensionOkay`](crate::Reason::ConfirmExtensionOkay)); outgoing
+    /// connections offer them all in this order (a protocol may leave one out in
+    /// [`Reason::ClientConfirmExtensionSupported`](crate::Reason::ClientConfirmExtensionSupported)).
+    /// See [`proto::extension`](crate::proto::extension) for the trait, the rules of RSV
+    /// bits, and an extension written out in full.
+    ///
+    /// ```no_run
+    /// use wsreactor::proto::deflate::{DeflateOptions, PermessageDeflate};
+    /// # struct P; impl wsreactor::Protocol for P { type Session = ();
+    /// # fn callback(&mut self, _: &mut wsreactor::Wsi<'_>, _: &mut (), _: wsreactor::Reason<'_>) -> Result<(), wsreactor::Close> { Ok(()) } }
+    /// let ctx = wsreactor::Context::builder()
+    ///     .protocol("echo", P)
+    ///     .extension(PermessageDeflate::new(DeflateOptions::default())) // = .permessage_deflate(..)
+    ///     .build();
+    /// ```
+    pub fn extension<E: crate::proto::extension::Extension>(mut self, ext: E) -> Self {
+        self.extensions.register(ext);
         self
     }
 
@@ -830,13 +855,7 @@ impl ContextBuilder {
             },
             rng: rand::SeedableRng::from_os_rng(),
             user: self.user,
-            deflate: self.deflate.map(|o| {
-                Box::new(crate::shared::SharedDeflate {
-                    pool: crate::proto::deflate::DeflatePool::new(o),
-                    tx: Vec::new(),
-                    rx: Vec::new(),
-                })
-            }),
+            ext: self.extensions,
             topics: crate::topics::Topics::new(self.topic_options),
             stats: Default::default(),
         };

@@ -7,7 +7,6 @@
 //! request is dropped after `ESTABLISHED`).
 
 use crate::http::request::Request;
-use crate::proto::deflate::DeflateStream;
 use crate::proto::Receiver;
 use crate::roles::http::HttpState;
 use crate::shared::BufPool;
@@ -95,15 +94,6 @@ pub(crate) mod flag {
     pub(crate) const TOPIC_QUEUED: u32 = 1 << 20;
 }
 
-/// A connection's permessage-deflate state.
-pub(crate) struct ConnDeflate {
-    pub(crate) stream: DeflateStream,
-    /// The outgoing message in progress is compressed (its first frame had RSV1).
-    pub(crate) tx_compressed: bool,
-    /// The incoming compressed message has delivered its first piece.
-    pub(crate) rx_started: bool,
-}
-
 pub(crate) struct Conn {
     pub(crate) transport: Transport,
     /// Out buffer: frames (or HTTP bytes) queued for the socket, sent from `out_pos`.
@@ -111,8 +101,9 @@ pub(crate) struct Conn {
     /// Received bytes not consumed yet (split frame header, paused input).
     pub(crate) stash: Vec<u8>,
     pub(crate) rx: Receiver,
-    /// permessage-deflate, when negotiated: one pointer for connections without it.
-    pub(crate) deflate: Option<Box<ConnDeflate>>,
+    /// The negotiated extensions (permessage-deflate, ...): one pointer for connections
+    /// without any.
+    pub(crate) ext: Option<Box<crate::extensions::ConnExt>>,
     pub(crate) http: Option<Box<HttpState>>,
     pub(crate) deadline: Option<Tick>,
     pub(crate) out_pos: u32,
@@ -223,7 +214,7 @@ mod tests {
     #[test]
     fn the_record_stays_small() {
         // Idle-connection memory is this record times the connection count (README, "Keep
-        // the idle connection small"); permessage-deflate added one pointer.
+        // the idle connection small"); extensions (permessage-deflate) added one pointer.
         assert!(
             std::mem::size_of::<super::Conn>() <= 184,
             "{}",

@@ -263,9 +263,12 @@ impl Context {
         }));
         if ended.is_err() && self.conns.contains(k) {
             // It panicked again in its last callbacks: drop it without them.
-            let c = self.conns.remove(k);
+            let mut c = self.conns.remove(k);
             self.readiness.remove_conn(&c);
             self.shared.topics.drop_conn(k);
+            if let Some(ce) = c.ext.take() {
+                self.shared.ext.destroy(&ce);
+            }
             self.protocols[c.proto as usize].handler.drop_session(c.session);
         }
     }

@@ -462,7 +462,10 @@ impl Context {
         let handler = &mut *self.protocols[c.proto as usize].handler;
         deliver_closed(handler, c, &mut self.shared, k, None, b"");
         let _ = self.call(k, Reason::WsiDestroy);
-        let c = self.conns.remove(k);
+        let mut c = self.conns.remove(k);
+        if let Some(ce) = c.ext.take() {
+            self.shared.ext.destroy(&ce);
+        }
         if c.has(flag::SUBSCRIBED) {
             self.shared.topics.drop_conn(k);
         }

@@ -22,6 +22,7 @@
 //! | `libwebsocket_callback_on_writable` | [`Wsi::callback_on_writable`] |
 //! | `libwebsocket_rx_flow_control` | [`Wsi::rx_flow_control`] |
 //! | `libwebsocket_cancel_service` | [`CancelHandle::cancel`] |
+//! | `struct libwebsocket_extension`, `LWS_EXT_CALLBACK_*` | [`proto::extension::Extension`], [`ContextBuilder::extension`] |
 //! | uWebSockets' `subscribe` / `publish` / `numSubscribers` | [`Wsi::subscribe`], [`Wsi::publish`], [`Context::publish`], [`Context::num_subscribers`] ([`topics`]) |
 //! | `lws_set_log_level` | [`set_log_level`] |
 //! | `ssl_cert_filepath`, `ssl_private_key_filepath`, `ssl_ca_filepath`, `ssl_cipher_list` | [`ContextBuilder::ssl_cert_filepath`] and friends |
@@ -41,6 +42,7 @@ mod connection;
 mod context;
 mod dispatch;
 mod driver;
+mod extensions;
 pub mod fileserver;
 pub mod http;
 mod listener;

@@ -211,17 +211,19 @@ pub enum Reason<'a> {
         /// The id it was scheduled with.
         id: u64,
     },
-    /// `LWS_CALLBACK_CONFIRM_EXTENSION_OKAY`: the client offered extension `name` (today
-    /// only `permessage-deflate`, when the context offers it) and the server would accept
-    /// it for this connection; returning an error refuses it (the handshake goes on without
-    /// it). Comes after `FILTER_PROTOCOL_CONNECTION`, before `ESTABLISHED`.
+    /// `LWS_CALLBACK_CONFIRM_EXTENSION_OKAY`: the client offered extension `name` (one
+    /// registered with [`ContextBuilder::extension`](crate::ContextBuilder::extension) or
+    /// `permessage_deflate`) and the extension accepted an offer for this connection;
+    /// returning an error refuses it (its session is destroyed at once and the handshake
+    /// goes on without it). Once per negotiated extension, after
+    /// `FILTER_PROTOCOL_CONNECTION`, before `ESTABLISHED`.
     ConfirmExtensionOkay {
         /// The extension's name.
         name: &'a str,
     },
     /// `LWS_CALLBACK_CLIENT_CONFIRM_EXTENSION_SUPPORTED`: an outgoing connection is about
-    /// to offer extension `name`; returning an error leaves it out of the offer. Comes
-    /// before `CLIENT_APPEND_HANDSHAKE_HEADER`.
+    /// to offer extension `name` (each registered one in turn); returning an error leaves it
+    /// out of the offer. Comes before `CLIENT_APPEND_HANDSHAKE_HEADER`.
     ClientConfirmExtensionSupported {
         /// The extension's name.
         name: &'a str,

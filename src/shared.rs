@@ -7,7 +7,6 @@
 
 use crate::connection::{flag, Conn};
 use crate::http::DateCache;
-use crate::proto::deflate::DeflatePool;
 use crate::reason::{ConnId, ProtocolId};
 
 /// A request a callback makes of the whole context, carried out after it returns: for all
@@ -74,25 +73,14 @@ pub(crate) struct Shared {
     pub(crate) user: Option<Box<dyn std::any::Any>>,
     /// Connection deadlines and scheduled callbacks (here, so that callbacks can set them).
     pub(crate) timers: crate::timers::Timers,
-    /// permessage-deflate, when the context offers it (`ContextBuilder::permessage_deflate`).
-    pub(crate) deflate: Option<Box<SharedDeflate>>,
+    /// The registered extensions (`ContextBuilder::extension`, `permessage_deflate`).
+    pub(crate) ext: crate::extensions::Extensions,
     /// Topics, their subscribers and queues.
     pub(crate) topics: crate::topics::Topics,
     pub(crate) stats: crate::stats::Stats,
 }
 
-/// The context's permessage-deflate: its options, the shared compressors and
-/// decompressors, and the two scratch buffers every connection uses in turn (a message is
-/// compressed or a piece inflated within one call, so one of each is enough).
-pub(crate) struct SharedDeflate {
-    pub(crate) pool: DeflatePool,
-    /// A frame's compressed payload, before its header is written.
-    pub(crate) tx: Vec<u8>,
-    /// Inflated pieces handed to `RECEIVE`.
-    pub(crate) rx: Vec<u8>,
-}
-
-/// Size of an inflated piece (at most; `rx_buffer_size` may cap it lower).
+/// Size of a piece an extension transforms a received message into (at most; `rx_buffer_size` may cap it lower).
 pub(crate) const INFLATE_PIECE: usize = 64 << 10;
 
 impl Shared {

@@ -1007,7 +1007,7 @@ mod tests {
             out: Vec::new(),
             stash: Vec::new(),
             rx: Receiver::new(Role::Server, Default::default()),
-            deflate: None,
+            ext: None,
             http: None,
             deadline: None,
             out_pos: 0,

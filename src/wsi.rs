@@ -323,8 +323,8 @@ impl<'a> Wsi<'a> {
             }
             self.shared.topic_frames_first(self.key as usize, self.conn);
         }
-        if !control && self.conn.deflate.is_some() {
-            return self.write_deflated(data, opcode, fin);
+        if !control && self.conn.ext.is_some() {
+            return self.write_ext(data, opcode, fin);
         }
         if self.conn.has(flag::CLIENT) {
             let mask = self.shared.mask_for(self.conn);
@@ -348,50 +348,85 @@ impl<'a> Wsi<'a> {
         Ok(())
     }
 
-    /// A data frame on a connection with permessage-deflate: compressed (RSV1 on the
-    /// message's first frame) unless it is a whole message under the threshold.
+    /// A data frame on a connection with extensions: the first negotiated extension that
+    /// takes the message (`PACKET_TX_PRESEND`) transforms each of its frames, its RSV bits on
+    /// the first; a message none takes goes out as written. An extension's error fails the
+    /// connection with its close code.
     #[cold]
-    fn write_deflated(&mut self, data: &[u8], opcode: OpCode, fin: bool) -> Result<(), WriteError> {
+    fn write_ext(&mut self, data: &[u8], opcode: OpCode, fin: bool) -> Result<(), WriteError> {
         let c = &mut *self.conn;
-        let (Some(cd), Some(sd)) = (c.deflate.as_mut(), self.shared.deflate.as_mut()) else {
+        let unsent = c.unsent();
+        let Some(ce) = c.ext.as_mut() else {
             return Err(WriteError::Closed);
         };
         let first = opcode != OpCode::Continuation;
-        if first {
-            cd.tx_compressed = !(fin && data.len() < sd.pool.options().threshold);
+        // Refuse before transforming: an extension that took the data cannot take it back.
+        let mut bound = data.len();
+        for x in &ce.on {
+            if let Some(e) = self.shared.ext.get(x.ext) {
+                bound = bound.max(e.tx_bound(data.len()));
+            }
         }
-        // Refuse before compressing: a compressor that took the data cannot take it back.
-        // Deflate output is at most the input plus 5 bytes per 16 KiB stored block, plus
-        // the flush marker.
-        let bound = data.len() + data.len() / 3000 + 64;
-        let unsent = c.unsent();
-        if unsent > 0 && unsent + bound > self.shared.max_unsent {
+        if unsent > 0 && unsent + bound + 14 > self.shared.max_unsent {
             return Err(WriteError::BackPressure);
         }
-        let mask = self.shared.mask_for(c);
-        let (Some(cd), Some(sd)) = (c.deflate.as_mut(), self.shared.deflate.as_mut()) else {
-            return Err(WriteError::Closed);
-        };
-        let out = c.out.capacity() == 0;
-        if cd.tx_compressed {
-            let mut z = std::mem::take(&mut sd.tx);
-            z.clear();
-            cd.stream.compress(&mut sd.pool, data, first, fin, &mut z);
-            let rsv = if first { 4 } else { 0 };
-            if out {
-                c.out = self.shared.bufs.take();
-            }
-            encoder::encode_frame_rsv(&mut c.out, opcode, fin, rsv, mask, &z);
-            if let Some(sd) = self.shared.deflate.as_mut() {
-                sd.tx = z;
-            }
-        } else {
-            if out {
-                c.out = self.shared.bufs.take();
-            }
-            encoder::encode_frame(&mut c.out, opcode, fin, mask, data);
+        let mut z = std::mem::take(&mut self.shared.ext.tx);
+        z.clear();
+        let mut rsv = 0;
+        let mut failed = None;
+        if first {
+            ce.tx = 0;
+            ce.tx_binary = opcode == OpCode::Binary;
         }
+        let frame = crate::proto::extension::TxFrame {
+            data,
+            first,
+            fin,
+            binary: ce.tx_binary,
+        };
+        if first {
+            for (j, x) in ce.on.iter().enumerate() {
+                let Some(e) = self.shared.ext.get(x.ext) else { continue };
+                match e.tx(x.session, frame, &mut z) {
+                    Ok(true) => {
+                        ce.tx = j as u8 + 1;
+                        rsv = x.rsv;
+                        break;
+                    }
+                    Ok(false) => z.clear(),
+                    Err(err) => {
+                        failed = Some(err);
+                        break;
+                    }
+                }
+            }
+        } else if ce.tx != 0 {
+            let x = ce.on[ce.tx as usize - 1];
+            if let Some(e) = self.shared.ext.get(x.ext) {
+                if let Err(err) = e.tx(x.session, frame, &mut z) {
+                    failed = Some(err);
+                }
+            }
+        }
+        let transformed = ce.tx != 0;
+        if let Some(err) = failed {
+            self.shared.ext.tx = z;
+            log::debug!("{}: extension failed on send: {err}", self.conn.peer());
+            self.shared.stats.closed_protocol_error += 1;
+            self.close_frame(err.code, err.reason);
+            self.conn.set(flag::SHUTDOWN_AFTER_FLUSH);
+            return Err(WriteError::Closed);
+        }
+        let mask = self.shared.mask_for(c);
+        let out = c.out_buf(&mut self.shared.bufs);
+        if transformed {
+            encoder::encode_frame_rsv(out, opcode, fin, rsv, mask, &z);
+        } else {
+            encoder::encode_frame(out, opcode, fin, mask, data);
+        }
+        self.shared.ext.tx = z;
         if fin {
+            self.shared.stats.messages_out += 1;
             c.clear(flag::SENDING_FRAGMENTED);
         } else {
             c.set(flag::SENDING_FRAGMENTED);
@@ -400,18 +435,36 @@ impl<'a> Wsi<'a> {
     }
 
     /// The extensions negotiated on this connection, as the `Sec-WebSocket-Extensions`
-    /// value's names (the browser's `ws.extensions`): `"permessage-deflate"` or `""`.
-    pub fn extensions(&self) -> &'static str {
-        if self.conn.deflate.is_some() {
-            crate::proto::deflate::NAME
-        } else {
-            ""
+    /// value's names, `", "`-separated (the browser's `ws.extensions`): e.g.
+    /// `"permessage-deflate"`, or `""`.
+    pub fn extensions(&self) -> String {
+        match &self.conn.ext {
+            Some(ce) => self.shared.ext.names(ce),
+            None => String::new(),
         }
     }
 
+    /// This connection's session of extension type `E`, if one was negotiated (with `E`
+    /// registered more than once, the first negotiated): e.g. to read what its negotiation
+    /// settled.
+    pub fn extension_session<E: crate::proto::extension::Extension>(&mut self) -> Option<&mut E::Session> {
+        let ce = self.conn.ext.as_ref()?;
+        let want = std::any::TypeId::of::<E>();
+        let x = ce.on.iter().find(|x| {
+            self.shared
+                .ext
+                .list
+                .get(x.ext as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.ext_type() == want)
+        })?;
+        self.shared.ext.get(x.ext)?.session_any(x.session)?.downcast_mut()
+    }
+
     /// The permessage-deflate parameters negotiated on this connection, if any.
-    pub fn deflate_params(&self) -> Option<crate::proto::deflate::Negotiated> {
-        self.conn.deflate.as_ref().map(|d| *d.stream.negotiated())
+    pub fn deflate_params(&mut self) -> Option<crate::proto::deflate::Negotiated> {
+        self.extension_session::<crate::proto::deflate::PermessageDeflate>()
+            .map(|s| *s.negotiated())
     }
 
     fn queue(&mut self, len: usize, f: impl FnOnce(&mut Vec<u8>)) -> Result<(), WriteError> {

@@ -101,9 +101,9 @@ fn drive(limits: Limits, max_chunk: usize, wire: &[u8], cuts: &[usize]) -> Run {
                             last,
                             frame_last,
                             remaining,
-                            compressed,
+                            rsv,
                         } => {
-                            assert!(!compressed, "RSV1 was not enabled");
+                            assert_eq!(rsv, 0, "no RSV bit was enabled");
                             assert_eq!(frame_last, remaining == 0);
                             if max_chunk > 0 {
                                 assert!(data.len() <= max_chunk);

@@ -78,8 +78,8 @@ proptest! {
                 pos += n;
                 match ev {
                     None => break,
-                    Some(Event::Data { data, binary, first, last, compressed, .. }) => {
-                        prop_assert!(compressed);
+                    Some(Event::Data { data, binary, first, last, rsv, .. }) => {
+                        prop_assert_eq!(rsv, 4);
                         if first {
                             firsts += 1;
                             inflater.begin_message(binary);

@@ -67,14 +67,16 @@ impl Default for Limits {
 /// A protocol violation: the connection must be failed with `code` (RFC 6455 §7.1.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProtocolError {
-    /// The close code to send: 1002, 1007 or 1009.
+    /// The close code to send: 1002, 1007 or 1009 from the decoder; an extension's may be
+    /// any (1011 for its own trouble).
     pub code: u16,
     /// A short human-readable reason, suitable for the close frame.
     pub reason: &'static str,
 }
 
 impl ProtocolError {
-    pub(crate) const fn new(code: u16, reason: &'static str) -> Self {
+    /// An error with this close code and reason.
+    pub const fn new(code: u16, reason: &'static str) -> Self {
         ProtocolError { code, reason }
     }
 }
@@ -323,9 +325,10 @@ pub enum Event<'a> {
         /// Bytes of the current frame still to come (libwebsockets'
         /// `remaining_packet_payload`).
         remaining: u64,
-        /// The message is compressed (its first frame had RSV1, permessage-deflate): `data`
-        /// is deflate data, not yet validated as UTF-8; see [`super::deflate`].
-        compressed: bool,
+        /// The RSV bits of the message's first frame (0 without extensions): with any set,
+        /// `data` is an extension's encoding (permessage-deflate's for RSV1), not validated
+        /// as UTF-8; see [`super::extension`].
+        rsv: u8,
     },
     /// A ping with its payload; the receiver of a ping must answer with a pong.
     Ping(&'a [u8]),
@@ -365,8 +368,8 @@ pub struct Receiver {
     frame_fin: bool,
     first_chunk: bool,
     closed: bool,
-    /// The current message is compressed (RSV1 on its first frame).
-    compressed: bool,
+    /// The RSV bits of the current message's first frame.
+    rsv: u8,
 }
 
 impl Receiver {
@@ -382,7 +385,7 @@ impl Receiver {
             frame_fin: false,
             first_chunk: false,
             closed: false,
-            compressed: false,
+            rsv: 0,
         }
     }
 
@@ -398,10 +401,18 @@ impl Receiver {
     }
 
     /// Accepts RSV1 as permessage-deflate's "compressed" bit (after negotiating it): data
-    /// events of such messages come with `compressed` set, for
+    /// events of such messages come with `rsv` 4, for
     /// [`DeflateStream`](super::deflate::DeflateStream) to inflate.
     pub fn enable_deflate(&mut self) {
-        self.frames.set_allowed_rsv(4);
+        self.allow_rsv(super::extension::RSV1);
+    }
+
+    /// Accepts these RSV bits ([`FrameHeader::rsv`](super::FrameHeader::rsv)'s layout) on a
+    /// message's first frame, for negotiated per-message extensions: data events of such
+    /// messages carry them in `rsv`. On a continuation or a control frame they stay a
+    /// protocol error (1002), as do bits not allowed.
+    pub fn allow_rsv(&mut self, bits: u8) {
+        self.frames.set_allowed_rsv(bits);
     }
 
     /// True after a close frame was decoded.
@@ -459,10 +470,10 @@ impl Receiver {
 
     fn start(&mut self, h: FrameHeader) -> Result<Option<Event<'static>>, ProtocolError> {
         if h.opcode.is_control() {
-            if h.rsv & 4 != 0 {
+            if h.rsv != 0 {
                 return Err(ProtocolError::new(
                     code::PROTOCOL_ERROR,
-                    "RSV1 on a control frame",
+                    "RSV bits on a control frame",
                 ));
             }
             self.control = Some(h.opcode);
@@ -489,18 +500,16 @@ impl Receiver {
             (OpCode::Binary, _) => self.begin_message(Message::Binary),
             _ => {}
         }
-        // RSV1 passes the frame decoder only with permessage-deflate (RFC 7692 §6.1): it
-        // marks a message's first frame, never a continuation or a control frame.
-        if h.rsv & 4 != 0 {
-            if h.opcode == OpCode::Continuation {
-                return Err(ProtocolError::new(
-                    code::PROTOCOL_ERROR,
-                    "RSV1 on a continuation frame",
-                ));
-            }
-            self.compressed = true;
-        } else if h.opcode != OpCode::Continuation {
-            self.compressed = false;
+        // RSV bits pass the frame decoder only for negotiated extensions, per-message ones
+        // (RFC 7692 §6.1): they mark a message's first frame, never a continuation or a
+        // control frame.
+        if h.opcode != OpCode::Continuation {
+            self.rsv = h.rsv;
+        } else if h.rsv != 0 {
+            return Err(ProtocolError::new(
+                code::PROTOCOL_ERROR,
+                "RSV bits on a continuation frame",
+            ));
         }
         self.msg_len = self.msg_len.saturating_add(h.payload_len);
         if self.msg_len > self.max_message_size {
@@ -532,7 +541,7 @@ impl Receiver {
         let remaining = self.frames.remaining();
         let last = self.frame_fin && remaining == 0;
         let binary = self.message == Message::Binary;
-        if !binary && !self.compressed {
+        if !binary && self.rsv == 0 {
             self.utf8
                 .feed(data)
                 .map_err(|_| ProtocolError::new(code::INVALID_PAYLOAD, "invalid UTF-8 in text"))?;
@@ -554,7 +563,7 @@ impl Receiver {
             last,
             frame_last: remaining == 0,
             remaining,
-            compressed: self.compressed,
+            rsv: self.rsv,
         })
     }
 

@@ -42,6 +42,7 @@
 
 use super::close::code;
 use super::decoder::ProtocolError;
+use super::extension::{Extension, RxChunk, RxProgress, TxFrame, RSV1};
 use super::utf8::Utf8Validator;
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status, Strategy};
 
@@ -152,57 +153,9 @@ impl Default for Negotiated {
     }
 }
 
-/// One element of an extension header: the name and its parameters, values unquoted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtensionElement<'a> {
-    /// The extension token.
-    pub name: &'a str,
-    /// `(name, value)` pairs in order.
-    pub params: Vec<(&'a str, Option<&'a str>)>,
-}
-
-/// Splits a `Sec-WebSocket-Extensions` value (all its header lines joined by commas) into
-/// elements (RFC 6455 §9.1). Empty elements are skipped; a value may be a quoted string.
-pub fn parse_extensions(header: &str) -> Vec<ExtensionElement<'_>> {
-    split_outside_quotes(header, ',')
-        .filter_map(|el| {
-            let mut parts = split_outside_quotes(el, ';').map(str::trim);
-            let name = parts.next().filter(|n| !n.is_empty())?;
-            let params = parts
-                .filter(|p| !p.is_empty())
-                .map(|p| match p.split_once('=') {
-                    None => (p, None),
-                    Some((n, v)) => {
-                        let v = v.trim();
-                        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
-                        (n.trim(), Some(v))
-                    }
-                })
-                .collect();
-            Some(ExtensionElement { name, params })
-        })
-        .collect()
-}
-
-fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        let mut quoted = false;
-        for (i, ch) in r.char_indices() {
-            match ch {
-                '"' => quoted = !quoted,
-                c if c == sep && !quoted => {
-                    rest = Some(&r[i + 1..]);
-                    return Some(&r[..i]);
-                }
-                _ => {}
-            }
-        }
-        rest = None;
-        Some(r)
-    })
-}
+/// One element of an extension header (see [`super::extension::Element`]).
+pub type ExtensionElement<'a> = super::extension::Element<'a>;
+pub use super::extension::parse_extensions;
 
 /// The parameters of one permessage-deflate offer or response, checked (RFC 7692 §7.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -282,11 +235,17 @@ impl Params {
 /// assert_eq!((neg.tx_window_bits, neg.rx_window_bits), (10, 15));
 /// ```
 pub fn server_negotiate(header: &str, opts: &DeflateOptions) -> Option<(Negotiated, String)> {
+    let els = parse_extensions(header);
+    server_negotiate_offers(els.iter().filter(|el| el.name.eq_ignore_ascii_case(NAME)), opts)
+}
+
+/// [`server_negotiate`] on offers already parsed (each of them a permessage-deflate offer).
+pub fn server_negotiate_offers<'e, 'a: 'e>(
+    offers: impl IntoIterator<Item = &'e ExtensionElement<'a>>,
+    opts: &DeflateOptions,
+) -> Option<(Negotiated, String)> {
     let opts = opts.clamped();
-    for el in parse_extensions(header) {
-        if !el.name.eq_ignore_ascii_case(NAME) {
-            continue;
-        }
+    for el in offers {
         let p = match Params::parse(&el.params) {
             Ok(p) => p,
             Err(e) => {
@@ -373,25 +332,32 @@ pub fn client_accept(header: Option<&str>, opts: &DeflateOptions) -> Result<Opti
         if found.is_some() {
             return Err("the server accepted permessage-deflate twice".into());
         }
-        let p = Params::parse(&el.params).map_err(|e| format!("permessage-deflate response: {e}"))?;
-        if opts.peer_window_bits < 15 && p.server_max_window_bits.is_none_or(|b| b > opts.peer_window_bits) {
-            return Err("permessage-deflate response: server_max_window_bits above our offer".into());
-        }
-        let tx_window_bits = match p.client_max_window_bits {
-            None => opts.window_bits,
-            Some(None) => {
-                return Err("permessage-deflate response: client_max_window_bits without a value".into())
-            }
-            Some(Some(b)) => b.min(opts.window_bits),
-        };
-        found = Some(Negotiated {
-            tx_window_bits,
-            tx_no_context_takeover: p.client_no_context_takeover || opts.no_context_takeover,
-            rx_window_bits: p.server_max_window_bits.unwrap_or(15),
-            rx_no_context_takeover: p.server_no_context_takeover,
-        });
+        found = Some(client_accept_element(el, &opts)?);
     }
     Ok(found)
+}
+
+/// The client's check of one permessage-deflate element of the server's response to
+/// [`client_offer`]`(opts)`: what to use, or why it cannot be honoured.
+pub fn client_accept_element(el: &ExtensionElement<'_>, opts: &DeflateOptions) -> Result<Negotiated, String> {
+    let opts = opts.clamped();
+    let p = Params::parse(&el.params).map_err(|e| format!("permessage-deflate response: {e}"))?;
+    if opts.peer_window_bits < 15 && p.server_max_window_bits.is_none_or(|b| b > opts.peer_window_bits) {
+        return Err("permessage-deflate response: server_max_window_bits above our offer".into());
+    }
+    let tx_window_bits = match p.client_max_window_bits {
+        None => opts.window_bits,
+        Some(None) => {
+            return Err("permessage-deflate response: client_max_window_bits without a value".into())
+        }
+        Some(Some(b)) => b.min(opts.window_bits),
+    };
+    Ok(Negotiated {
+        tx_window_bits,
+        tx_no_context_takeover: p.client_no_context_takeover || opts.no_context_takeover,
+        rx_window_bits: p.server_max_window_bits.unwrap_or(15),
+        rx_no_context_takeover: p.server_no_context_takeover,
+    })
 }
 
 fn new_deflate(opts: &DeflateOptions, window_bits: u8) -> Box<Deflate> {
@@ -753,6 +719,108 @@ impl DeflateStream {
                 return Err(corrupt());
             }
         }
+    }
+}
+
+/// permessage-deflate as an [`Extension`]: what
+/// [`ContextBuilder::permessage_deflate`](crate::ContextBuilder::permessage_deflate)
+/// registers. The extension object holds the context's [`DeflatePool`]; each connection's
+/// session is its [`DeflateStream`].
+///
+/// ```
+/// use wsreactor::proto::deflate::{DeflateOptions, PermessageDeflate};
+/// use wsreactor::proto::extension::{parse_extensions, Extension};
+/// let mut ext = PermessageDeflate::new(DeflateOptions::default());
+/// let offers = parse_extensions("permessage-deflate; server_max_window_bits=10");
+/// let (stream, response) = ext.server_negotiate(&offers).unwrap();
+/// assert_eq!(response, "permessage-deflate; server_max_window_bits=10");
+/// assert_eq!(stream.negotiated().tx_window_bits, 10);
+/// ```
+pub struct PermessageDeflate {
+    pool: DeflatePool,
+}
+
+impl std::fmt::Debug for PermessageDeflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PermessageDeflate")
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl PermessageDeflate {
+    /// The extension with these settings (clamped to their ranges).
+    pub fn new(opts: DeflateOptions) -> Self {
+        PermessageDeflate {
+            pool: DeflatePool::new(opts),
+        }
+    }
+
+    /// Its settings.
+    pub fn options(&self) -> &DeflateOptions {
+        self.pool.options()
+    }
+}
+
+impl Extension for PermessageDeflate {
+    type Session = DeflateStream;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn rsv(&self) -> u8 {
+        RSV1
+    }
+
+    fn server_negotiate(&mut self, offers: &[ExtensionElement<'_>]) -> Option<(DeflateStream, String)> {
+        let (neg, response) = server_negotiate_offers(offers, self.pool.options())?;
+        Some((DeflateStream::new(neg), response))
+    }
+
+    fn client_offer(&mut self) -> String {
+        client_offer(self.pool.options())
+    }
+
+    fn client_accept(&mut self, response: &ExtensionElement<'_>) -> Result<DeflateStream, String> {
+        client_accept_element(response, self.pool.options()).map(DeflateStream::new)
+    }
+
+    fn rx(
+        &mut self,
+        s: &mut DeflateStream,
+        chunk: RxChunk<'_>,
+        out: &mut [u8],
+    ) -> Result<RxProgress, ProtocolError> {
+        if chunk.first {
+            // As binary: the reactor validates text after every extension alike.
+            s.begin_message(true);
+        }
+        let p = s.inflate(&mut self.pool, chunk.data, chunk.last, out, chunk.limit)?;
+        Ok(RxProgress {
+            consumed: p.consumed,
+            produced: p.produced,
+            done: p.done,
+        })
+    }
+
+    fn tx(
+        &mut self,
+        s: &mut DeflateStream,
+        frame: TxFrame<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ProtocolError> {
+        if frame.first && frame.fin && frame.data.len() < self.pool.options().threshold {
+            return Ok(false);
+        }
+        s.compress(&mut self.pool, frame.data, frame.first, frame.fin, out);
+        Ok(true)
+    }
+
+    fn tx_bound(&self, len: usize) -> usize {
+        // Deflate output is at most the input plus 5 bytes per 16 KiB stored block, plus
+        // the flush marker.
+        len + len / 3000 + 64
     }
 }
 

@@ -14,7 +14,8 @@
 //! | [`decoder`] | frame and message decoders |
 //! | [`encoder`] | frame encoding |
 //! | [`handshake`] | key/accept, upgrade request validation, 101 response |
-//! | [`deflate`] | permessage-deflate (RFC 7692): negotiation, compression, bounded inflation |
+//! | [`extension`] | the extension mechanism (libwebsockets' `libwebsocket_extension`): the [`extension::Extension`] trait, header grammar |
+//! | [`deflate`] | permessage-deflate (RFC 7692) on it: negotiation, compression, bounded inflation |
 //!
 //! A complete echo over an in-memory "transport":
 //!
@@ -44,6 +45,7 @@ pub mod close;
 pub mod decoder;
 pub mod deflate;
 pub mod encoder;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

@@ -3,16 +3,15 @@
 //! ClientConnecting (the name resolved off the loop, then a non-blocking connect, address
 //! after address) → [through a proxy: ClientProxy (`CONNECT` sent, a 2xx answer read; TLS
 //! starts only then)] → `CLIENT_APPEND_HANDSHAKE_HEADER` and the request sent → ClientHandshake
-//! (the response head read and checked: 101, accept key, sub-protocol, no extension) →
+//! (the response head read and checked: 101, accept key, sub-protocol, the extensions we offered) →
 //! `CLIENT_FILTER_PRE_ESTABLISH` → `CLIENT_ESTABLISHED`, and from there the
 //! [WebSocket role](super::websocket) with masked frames and the `CLIENT_*` reasons. Any
 //! failure before that ends in one `CLIENT_CONNECTION_ERROR` with the reason as text.
 
 use super::Stop;
 use crate::client::{ClientConnect, ProxyChoice, SslMode};
-use crate::connection::{flag, Conn, ConnDeflate, State};
+use crate::connection::{flag, Conn, State};
 use crate::context::Context;
-use crate::proto::deflate::{self, DeflateStream};
 use crate::proto::{handshake, Receiver, Role};
 use crate::proxy::{self, NoProxy, Proxy};
 use crate::readiness::MAX_CONN_KEY;
@@ -59,8 +58,9 @@ pub(crate) struct ClientState {
     proxy: Option<Proxy>,
     /// Through a proxy, for `wss://`: the TLS session to start once the tunnel is up.
     tls_pending: Option<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>)>,
-    /// We offered permessage-deflate: the response may accept it.
-    deflate_offered: bool,
+    /// The extensions we offered (indices in the context's list): the response may accept
+    /// them.
+    ext_offered: Vec<u16>,
 }
 
 /// A connecting client's state, which lives in the HTTP state of its connection.
@@ -332,14 +332,14 @@ impl Context {
             error: None,
             proxy: via,
             tls_pending,
-            deflate_offered: false,
+            ext_offered: Vec::new(),
         };
         entry.insert(Conn {
             transport,
             out: Vec::new(),
             stash: Vec::new(),
             rx: Receiver::new(Role::Client, self.cfg.limits),
-            deflate: None,
+            ext: None,
             http: Some(Box::new(HttpState {
                 client: Some(Box::new(client)),
                 ..HttpState::default()
@@ -677,12 +677,12 @@ impl Context {
 
     fn client_send_request(&mut self, k: usize) {
         self.conns[k].set(flag::MAY_READ);
-        let offer = self.deflate_offer(k);
+        let (offered, offer) = self.extension_offer(k);
         let Some(cs) = self.conns.get_mut(k).and_then(Conn::client_mut) else {
             return;
         };
-        if let Some(offer) = offer {
-            cs.deflate_offered = true;
+        if !offered.is_empty() {
+            cs.ext_offered = offered;
             cs.extra.push(("Sec-WebSocket-Extensions".into(), offer));
         }
         if self.call(k, Reason::ClientAppendHandshakeHeader).is_err() {
@@ -713,21 +713,41 @@ impl Context {
         self.flush(k);
     }
 
-    /// The permessage-deflate offer, if the context offers it, the connection did not opt
-    /// out and the protocol confirms it (`CLIENT_CONFIRM_EXTENSION_SUPPORTED`).
-    fn deflate_offer(&mut self, k: usize) -> Option<String> {
-        let opts = *self.shared.deflate.as_ref()?.pool.options();
-        let cs = self.conns.get(k)?.http.as_ref()?.client.as_ref()?;
-        if cs.info.no_deflate {
-            return None;
+    /// The extension offer: each registered extension in order, unless the protocol leaves
+    /// it out (`CLIENT_CONFIRM_EXTENSION_SUPPORTED`; permessage-deflate also with
+    /// `ClientConnect::no_deflate`). Returns the offered ones' indices and the header value.
+    fn extension_offer(&mut self, k: usize) -> (Vec<u16>, String) {
+        let mut offered = Vec::new();
+        let mut offer = String::new();
+        for i in 0..self.shared.ext.list.len() as u16 {
+            let Some(name) = self.shared.ext.get(i).map(|e| e.name().to_owned()) else {
+                continue;
+            };
+            let Some(cs) = self
+                .conns
+                .get(k)
+                .and_then(|c| c.http.as_ref())
+                .and_then(|h| h.client.as_ref())
+            else {
+                break;
+            };
+            if cs.info.no_deflate && name.eq_ignore_ascii_case(crate::proto::deflate::NAME) {
+                continue;
+            }
+            if self
+                .call(k, Reason::ClientConfirmExtensionSupported { name: &name })
+                .is_err()
+            {
+                continue;
+            }
+            let Some(e) = self.shared.ext.get(i) else { continue };
+            if !offer.is_empty() {
+                offer.push_str(", ");
+            }
+            offer.push_str(&e.client_offer());
+            offered.push(i);
         }
-        if self
-            .call(k, Reason::ClientConfirmExtensionSupported { name: deflate::NAME })
-            .is_err()
-        {
-            return None;
-        }
-        Some(deflate::client_offer(&opts))
+        (offered, offer)
     }
 
     /// Reads the server's response head; on success the connection becomes a WebSocket and
@@ -766,37 +786,42 @@ impl Context {
             }
         }
         let cs = hs.client.as_mut().expect("client state");
-        let offered = cs.deflate_offered;
+        let offered = std::mem::take(&mut cs.ext_offered);
         let checked = handshake::validate_response(status, &cs.key, cs.info.protocols.as_deref(), |n| {
             // With our offer, the extensions are checked below instead.
-            if offered && n == "sec-websocket-extensions" {
+            if !offered.is_empty() && n == "sec-websocket-extensions" {
                 return None;
             }
             response.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_bytes())
         });
-        let deflate = match (&checked, &self.shared.deflate) {
-            (Ok(_), Some(sd)) if offered => {
+        let ext = match &checked {
+            Ok(_) if !offered.is_empty() => {
                 let header = response
                     .iter()
                     .find(|(k, _)| k == "sec-websocket-extensions")
-                    .map(|(_, v)| v.as_str())
-                    .filter(|v| !v.trim().is_empty());
-                deflate::client_accept(header, sd.pool.options())
+                    .map(|(_, v)| v.as_str());
+                self.shared.ext.client_accept(&offered, header)
             }
             _ => Ok(None),
         };
-        cs.response = response;
+        if let Some(cs) = self.conns[k].http.as_mut().and_then(|h| h.client.as_mut()) {
+            cs.response = response;
+        }
         if let Err(e) = checked {
             self.client_fail(k, e.to_string());
             return (buf.len(), Stop::Done);
         }
-        let deflate = match deflate {
-            Ok(d) => d,
+        let mut ext = match ext {
+            Ok(x) => x,
             Err(e) => {
                 self.client_fail(k, e);
                 return (buf.len(), Stop::Done);
             }
         };
+        // Held by the connection from here, so that its removal (a refusal below) destroys it.
+        if let Some(c) = self.conns.get_mut(k) {
+            c.ext = ext.take();
+        }
         if self.call(k, Reason::ClientFilterPreEstablish).is_err() {
             self.client_fail(k, "refused by CLIENT_FILTER_PRE_ESTABLISH".into());
             return (buf.len(), Stop::Done);
@@ -808,13 +833,8 @@ impl Context {
         c.set(flag::UPGRADED);
         c.http = None;
         self.shared.timers.rest(c, k);
-        if let Some(neg) = deflate {
-            c.rx.enable_deflate();
-            c.deflate = Some(Box::new(ConnDeflate {
-                stream: DeflateStream::new(neg),
-                tx_compressed: false,
-                rx_started: false,
-            }));
+        if let Some(ce) = &c.ext {
+            c.rx.allow_rsv(ce.rsv());
         }
         self.shared.stats.handshakes += 1;
         let p = &self.protocols[c.proto as usize];

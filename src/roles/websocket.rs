@@ -5,10 +5,12 @@
 //! errors fail the connection with their close code.
 
 use super::Stop;
-use crate::connection::{flag, Conn, ConnDeflate, State};
+use crate::connection::{flag, Conn, State};
 use crate::context::Context;
 use crate::dispatch::{deliver_closed, ErasedProtocol};
-use crate::proto::deflate::{self, DeflateStream, Negotiated};
+use crate::extensions::{ConnExt, Extensions};
+use crate::proto::close::code;
+use crate::proto::extension::RxChunk;
 use crate::proto::{encoder, handshake, Event, OpCode, ProtocolError};
 use crate::reason::Reason;
 use crate::shared::{Shared, INFLATE_PIECE};
@@ -77,8 +79,11 @@ impl Context {
             self.refuse(k, &e);
             return false;
         }
-        let deflate = self.negotiate_deflate(k);
+        let ext = self.negotiate_extensions(k);
         let Some(c) = self.conns.get_mut(k) else {
+            if let Some((ce, _)) = ext {
+                self.shared.ext.destroy(&ce);
+            }
             return false;
         };
         c.out_buf(&mut self.shared.bufs);
@@ -89,7 +94,7 @@ impl Context {
             .unwrap_or_default()
             .trim_ascii();
         let ext_header;
-        let extra: &[(&str, &str)] = match &deflate {
+        let extra: &[(&str, &str)] = match &ext {
             Some((_, response)) => {
                 ext_header = [("Sec-WebSocket-Extensions", response.as_str())];
                 &ext_header
@@ -103,13 +108,9 @@ impl Context {
             extra,
             Some(self.shared.date.date()),
         );
-        if let Some((neg, _)) = deflate {
-            c.rx.enable_deflate();
-            c.deflate = Some(Box::new(ConnDeflate {
-                stream: DeflateStream::new(neg),
-                tx_compressed: false,
-                rx_started: false,
-            }));
+        if let Some((ce, _)) = ext {
+            c.rx.allow_rsv(ce.rsv());
+            c.ext = Some(ce);
         }
         c.state = State::WebSocket;
         c.set(flag::UPGRADED);
@@ -127,24 +128,47 @@ impl Context {
         true
     }
 
-    /// permessage-deflate for an upgrade: the first acceptable offer, if the context offers
-    /// it and the protocol confirms it (`CONFIRM_EXTENSION_OKAY`).
-    fn negotiate_deflate(&mut self, k: usize) -> Option<(Negotiated, String)> {
-        let opts = *self.shared.deflate.as_ref()?.pool.options();
+    /// The extensions of an upgrade: each registered one the client offered, with the first
+    /// of its offers it accepts (`CONSTRUCT`), that the protocol confirms
+    /// (`CONFIRM_EXTENSION_OKAY`). Returns them and the response header's value.
+    fn negotiate_extensions(&mut self, k: usize) -> Option<(Box<ConnExt>, String)> {
+        if self.shared.ext.is_empty() {
+            return None;
+        }
         let request = self.conns[k].request()?;
         let offers: Vec<&str> = request
             .header_values("sec-websocket-extensions")
             .filter_map(|v| std::str::from_utf8(v).ok())
             .collect();
-        let chosen = deflate::server_negotiate(&offers.join(","), &opts)?;
-        if self
-            .call(k, Reason::ConfirmExtensionOkay { name: deflate::NAME })
-            .is_err()
-        {
-            log::debug!("permessage-deflate refused by CONFIRM_EXTENSION_OKAY");
+        if offers.is_empty() {
             return None;
         }
-        Some(chosen)
+        let got = self.shared.ext.server_negotiate(&offers.join(","));
+        let mut on = Vec::with_capacity(got.len());
+        let mut response = String::new();
+        for (x, element) in got {
+            let name = self
+                .shared
+                .ext
+                .get(x.ext)
+                .map(|e| e.name().to_owned())
+                .unwrap_or_default();
+            let ok =
+                self.conns.contains(k) && self.call(k, Reason::ConfirmExtensionOkay { name: &name }).is_ok();
+            if !ok {
+                log::debug!("extension {name} refused by CONFIRM_EXTENSION_OKAY");
+                if let Some(e) = self.shared.ext.get(x.ext) {
+                    e.destroy(x.session);
+                }
+                continue;
+            }
+            if !response.is_empty() {
+                response.push_str(", ");
+            }
+            response.push_str(&element);
+            on.push(x);
+        }
+        Extensions::conn_ext(on).map(|ce| (ce, response))
     }
 
     pub(crate) fn ws_input(&mut self, k: usize, buf: &mut [u8]) -> (usize, Stop) {
@@ -207,7 +231,7 @@ impl Context {
                     first,
                     last,
                     remaining,
-                    compressed,
+                    rsv,
                     ..
                 } => {
                     if c.has(flag::CLOSE_SENT) {
@@ -216,7 +240,7 @@ impl Context {
                     if last {
                         shared.stats.messages_in += 1;
                     }
-                    if compressed {
+                    if rsv != 0 {
                         let piece = protocols_chunk(c.rx.frames_mut().max_chunk());
                         let msg = Msg {
                             binary,
@@ -224,12 +248,12 @@ impl Context {
                             last,
                             remaining,
                         };
-                        if let Err(e) = deliver_inflated(
+                        if let Err(e) = deliver_transformed(
                             c,
                             shared,
                             &mut **handler,
                             (k, session),
-                            data,
+                            (data, rsv),
                             msg,
                             piece,
                             max_message,
@@ -403,81 +427,144 @@ fn protocols_chunk(max_chunk: usize) -> usize {
     }
 }
 
-/// Inflates one compressed data chunk and delivers it as `RECEIVE` pieces as they come
+/// Hands one chunk of a received message with RSV bits to the extension that claims them
+/// (`PACKET_RX_PREPARSE`) and delivers what it makes as `RECEIVE` pieces as they come
 /// (each at most `piece` bytes): `first` on the message's first piece, `last` on its last,
-/// `remaining` the compressed bytes of the frame not yet inflated. The inflated size is
-/// checked against `limit` piece by piece, so a bomb fails after one piece, with 1009.
+/// `remaining` the frame's bytes not transformed yet. Each piece is checked against `limit`
+/// (1009: an inflation bomb fails after one piece) and, for text, as UTF-8 (1007).
 #[allow(clippy::too_many_arguments)]
-fn deliver_inflated(
+fn deliver_transformed(
     c: &mut Conn,
     shared: &mut Shared,
     handler: &mut dyn ErasedProtocol,
     (k, session): (usize, u32),
-    data: &[u8],
+    (data, rsv): (&[u8], u8),
     msg: Msg,
     piece: usize,
     limit: u64,
 ) -> Result<(), ProtocolError> {
     let client = c.has(flag::CLIENT);
-    let Some(sd) = shared.deflate.as_mut() else {
-        return Err(ProtocolError::new(1002, "RSV1 without permessage-deflate"));
-    };
-    let mut scratch = std::mem::take(&mut sd.rx);
+    let no_ext = || ProtocolError::new(code::PROTOCOL_ERROR, "RSV bits without an extension");
+    let ce = c.ext.as_mut().ok_or_else(no_ext)?;
+    let x = ce
+        .on
+        .iter()
+        .copied()
+        .find(|x| x.rsv & rsv != 0)
+        .ok_or_else(no_ext)?;
+    if rsv & !x.rsv != 0 {
+        return Err(ProtocolError::new(
+            code::PROTOCOL_ERROR,
+            "RSV bits of two extensions on one message",
+        ));
+    }
+    if msg.first {
+        ce.rx_started = false;
+        ce.rx_total = 0;
+        ce.utf8.reset();
+    }
+    let mut scratch = std::mem::take(&mut shared.ext.rx);
     if scratch.len() < piece {
         scratch.resize(piece, 0);
     }
-    if msg.first {
-        if let Some(cd) = c.deflate.as_mut() {
-            cd.stream.begin_message(msg.binary);
-            cd.rx_started = false;
-        }
-    }
+    let r = transform_pieces(
+        c,
+        shared,
+        handler,
+        (k, session, client),
+        (data, x),
+        msg,
+        &mut scratch[..piece],
+        limit,
+    );
+    shared.ext.rx = scratch;
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transform_pieces(
+    c: &mut Conn,
+    shared: &mut Shared,
+    handler: &mut dyn ErasedProtocol,
+    (k, session, client): (usize, u32, bool),
+    (data, x): (&[u8], crate::extensions::ExtRef),
+    msg: Msg,
+    out: &mut [u8],
+    limit: u64,
+) -> Result<(), ProtocolError> {
+    let stuck = || ProtocolError::new(code::INTERNAL_ERROR, "extension made no progress");
     let mut input = data;
-    let result = loop {
-        let (Some(cd), Some(sd)) = (c.deflate.as_mut(), shared.deflate.as_mut()) else {
-            break Err(ProtocolError::new(1002, "RSV1 without permessage-deflate"));
+    let mut first_call = msg.first;
+    loop {
+        let ext = shared
+            .ext
+            .get(x.ext)
+            .ok_or_else(|| ProtocolError::new(code::INTERNAL_ERROR, "extension gone"))?;
+        let chunk = RxChunk {
+            data: input,
+            binary: msg.binary,
+            first: first_call,
+            last: msg.last,
+            remaining: msg.remaining,
+            limit,
         };
-        let p = match cd
-            .stream
-            .inflate(&mut sd.pool, input, msg.last, &mut scratch[..piece], limit)
-        {
-            Ok(p) => p,
-            Err(e) => break Err(e),
-        };
+        first_call = false;
+        let p = ext.rx(x.session, chunk, out)?;
+        if p.consumed > input.len() || p.produced > out.len() {
+            return Err(ProtocolError::new(
+                code::INTERNAL_ERROR,
+                "extension overran its buffers",
+            ));
+        }
         input = &input[p.consumed..];
+        if p.done && !input.is_empty() {
+            return Err(ProtocolError::new(
+                code::INTERNAL_ERROR,
+                "extension left input unread",
+            ));
+        }
         let end = msg.last && p.done;
         if p.produced > 0 || end {
-            let first = !std::mem::replace(&mut cd.rx_started, true);
+            let produced = &out[..p.produced];
+            let Some(ce) = c.ext.as_mut() else {
+                return Ok(());
+            };
+            ce.rx_total += produced.len() as u64;
+            if ce.rx_total > limit {
+                return Err(ProtocolError::new(code::MESSAGE_TOO_BIG, "message too big"));
+            }
+            if !msg.binary {
+                ce.utf8
+                    .feed(produced)
+                    .map_err(|_| ProtocolError::new(code::INVALID_PAYLOAD, "invalid UTF-8 in text"))?;
+                if end && !ce.utf8.is_complete() {
+                    return Err(ProtocolError::new(
+                        code::INVALID_PAYLOAD,
+                        "text ends inside a UTF-8 sequence",
+                    ));
+                }
+            }
+            let first = !std::mem::replace(&mut ce.rx_started, true);
             let remaining = if end {
                 0
             } else {
                 msg.remaining + input.len() as u64
             };
-            let piece_msg = Msg {
+            let m = Msg {
                 binary: msg.binary,
                 first,
                 last: end,
                 remaining,
             };
-            deliver_piece(
-                c,
-                shared,
-                handler,
-                (k, session),
-                client,
-                &scratch[..p.produced],
-                piece_msg,
-            );
+            deliver_piece(c, shared, handler, (k, session), client, produced, m);
             if c.has(flag::CLOSE_SENT) {
-                break Ok(());
+                return Ok(());
             }
+        } else if !p.done && p.consumed == 0 {
+            return Err(stuck());
         }
         if p.done {
-            break Ok(());
+            return Ok(());
         }
-    };
-    if let Some(sd) = shared.deflate.as_mut() {
-        sd.rx = scratch;
     }
-    result
 }
