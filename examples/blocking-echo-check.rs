@@ -10,24 +10,29 @@
 //! certificates ([`BlockingOptions::ca_file`]), else it is verified against the web PKI roots.
 //! `--proxy host:port` (or `http://user:password@host:port`) tunnels through that HTTP
 //! proxy with `CONNECT` ([`ClientConnect::via_proxy`]); without it the environment's
-//! `http_proxy` / `https_proxy` / `no_proxy` apply.
+//! `http_proxy` / `https_proxy` / `no_proxy` apply. `--deflate` offers permessage-deflate,
+//! fails unless the server accepts it, prints the accepted parameters and sends each
+//! message twice (so that context takeover is exercised).
 //! Exit 0 when every echo matched, 1 otherwise.
 
 use std::time::Duration;
 use wsreactor::blocking::{BlockingClient, BlockingOptions, Message};
 use wsreactor::{ClientConnect, SslMode};
 
-const USAGE: &str = "usage: blocking-echo-check URL [--insecure | --cafile CA.pem] [--proxy PROXY]";
+const USAGE: &str =
+    "usage: blocking-echo-check URL [--insecure | --cafile CA.pem] [--proxy PROXY] [--deflate]";
 
 fn main() {
     let mut url = None;
     let mut insecure = false;
     let mut proxy = None;
     let mut ca = None;
+    let mut deflate = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--insecure" | "-k" => insecure = true,
+            "--deflate" => deflate = true,
             "--cafile" => match args.next() {
                 Some(p) => ca = Some(p),
                 None => {
@@ -53,13 +58,19 @@ fn main() {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    if let Err(e) = run(&url, insecure, ca.as_deref(), proxy.as_deref()) {
+    if let Err(e) = run(&url, insecure, ca.as_deref(), proxy.as_deref(), deflate) {
         println!("FAIL {e}");
         std::process::exit(1);
     }
 }
 
-fn run(url: &str, insecure: bool, ca: Option<&str>, proxy: Option<&str>) -> std::io::Result<()> {
+fn run(
+    url: &str,
+    insecure: bool,
+    ca: Option<&str>,
+    proxy: Option<&str>,
+    deflate: bool,
+) -> std::io::Result<()> {
     let bad = |e: wsreactor::UrlError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let mut info = ClientConnect::url(url).map_err(bad)?;
     if insecure && info.ssl_mode() != SslMode::Plain {
@@ -72,7 +83,16 @@ fn run(url: &str, insecure: bool, ca: Option<&str>, proxy: Option<&str>) -> std:
     if let Some(ca) = ca {
         options = options.ca_file(ca);
     }
+    if deflate {
+        options = options.permessage_deflate(wsreactor::proto::deflate::DeflateOptions::default());
+    }
     let mut c = options.connect(info)?;
+    if deflate {
+        if c.extensions().is_empty() {
+            return Err(std::io::Error::other("permessage-deflate offered, not accepted"));
+        }
+        println!("extensions: {}", c.extensions());
+    }
     match proxy {
         Some(p) => println!("connected to {url} through the proxy {p}"),
         None => println!("connected to {url}"),
@@ -88,7 +108,8 @@ fn run(url: &str, insecure: bool, ca: Option<&str>, proxy: Option<&str>) -> std:
         Message::Binary(big_binary),
         Message::Binary(Vec::new()),
     ];
-    for m in messages {
+    let rounds = if deflate { 2 } else { 1 };
+    for m in messages.iter().cycle().take(messages.len() * rounds).cloned() {
         let (kind, len) = match &m {
             Message::Text(t) => {
                 c.send_text(t)?;

@@ -16,7 +16,7 @@
 #   SKIP_CAPI=1 scripts/test.sh      # without the C ABI checks (wsreactor-c/tests/run.sh)
 #
 # Needs: cargo (rustup), python3 with venv (conformance), node/npm + Debian chromium
-# (browser test), Debian nginx (the browser test through it), libwebsockets-test-server, openssl, curl and PyPI websockets (interop);
+# (browser test), Debian nginx (the browser test through it), libwebsockets-test-server, openssl, curl, PyPI websockets and npm ws (interop);
 # installed here or by the test scripts with apt-get/npm/pip when missing. Network use:
 # 127.0.0.1 only, plus package registries for the installs. Servers started here are
 # stopped by PID.
@@ -176,7 +176,7 @@ if [[ -z "${SKIP_BROWSER:-}" && -f examples/test-server.rs ]]; then
   grep -q '" 101 ' "$ART/nginx/nginx-access.log" || { echo "!! no WebSocket upgrade in nginx's access log" >&2; exit 1; }
 fi
 if [[ -z "${SKIP_INTEROP:-}" ]]; then
-  step "interop: libwebsockets-test-client and -test-server, Python websockets (both ways), openssl s_client, curl (plain and TLS)"
+  step "interop: libwebsockets-test-client and -test-server, Python websockets and Node ws with permessage-deflate (both ways), openssl s_client, curl (plain and TLS)"
   ARTIFACTS="$ART" tests/interop/run.sh "$ROOT/target/release/examples"
   step "interop against test-server-extpoll: libwebsockets-test-client, curl, our test-client (plain and TLS)"
   ARTIFACTS="$ART/extpoll" TEST_SERVER=test-server-extpoll ONLY_TEST_SERVER=1 tests/interop/run.sh "$ROOT/target/release/examples"

@@ -38,6 +38,8 @@ struct Inner {
     outgoing: VecDeque<(WriteProtocol, Vec<u8>)>,
     close: Option<(u16, String)>,
     id: Option<ConnId>,
+    /// The extensions negotiated (`wsi.extensions()` at ESTABLISHED).
+    extensions: String,
 }
 
 /// The client's state lives in its protocol handler, which the context owns; the
@@ -54,6 +56,7 @@ impl Protocol for Handler {
             Reason::ClientEstablished => {
                 s.established = true;
                 s.id = Some(wsi.id());
+                s.extensions = wsi.extensions();
                 if !s.outgoing.is_empty() || s.close.is_some() {
                     wsi.callback_on_writable();
                 }
@@ -150,7 +153,13 @@ impl BlockingClient {
         BlockingClient::options().timeout(timeout).connect(info)
     }
 
-    /// Settings beyond the URL: the timeout, a CA file to verify `wss://` servers against.
+    /// The extensions the server accepted, as [`Wsi::extensions`] gives them (`""`: none).
+    pub fn extensions(&self) -> String {
+        self.inner().extensions.clone()
+    }
+
+    /// Settings beyond the URL: the timeout, a CA file to verify `wss://` servers against,
+    /// permessage-deflate.
     ///
     /// ```no_run
     /// use wsreactor::blocking::BlockingClient;
@@ -165,6 +174,7 @@ impl BlockingClient {
         BlockingOptions {
             timeout: Duration::from_secs(10),
             ca_file: None,
+            deflate: None,
         }
     }
 
@@ -280,6 +290,7 @@ impl BlockingClient {
 pub struct BlockingOptions {
     timeout: Duration,
     ca_file: Option<PathBuf>,
+    deflate: Option<crate::proto::deflate::DeflateOptions>,
 }
 
 impl BlockingOptions {
@@ -299,6 +310,14 @@ impl BlockingOptions {
         self
     }
 
+    /// Offers permessage-deflate with these settings
+    /// ([`ContextBuilder::permessage_deflate`](crate::ContextBuilder::permessage_deflate));
+    /// [`BlockingClient::extensions`] says whether the server took it.
+    pub fn permessage_deflate(mut self, opts: crate::proto::deflate::DeflateOptions) -> Self {
+        self.deflate = Some(opts);
+        self
+    }
+
     /// Connects to a `ws://` or `wss://` URL.
     pub fn connect_url(self, url: &str) -> io::Result<BlockingClient> {
         let info = ClientConnect::url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -314,6 +333,9 @@ impl BlockingOptions {
             .protocol("wsreactor-blocking-client", Handler::default());
         if let Some(ca) = self.ca_file {
             b = b.ssl_ca_filepath(ca);
+        }
+        if let Some(d) = self.deflate {
+            b = b.permessage_deflate(d);
         }
         let mut ctx = b.build()?;
         let proto = ctx

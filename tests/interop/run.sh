@@ -26,12 +26,18 @@
 #   6b. permessage-deflate with Python websockets both ways: its client offering every
 #      parameter combination to echo-server --deflate, our client (client-bench --deflate)
 #      against its server demanding each server-side combination.
+#   6c. permessage-deflate with Node `ws` both ways (tests/interop/deflate_check.js): its
+#      client offering every parameter combination (48) to echo-server --deflate, and our
+#      blocking client (blocking-echo-check --deflate) against a ws server configured with
+#      each server-side combination (36: server/client_no_context_takeover,
+#      server/client_max_window_bits none/9/12), the parameters ws accepted checked.
 #   7. The blocking client (blocking-echo-check --proxy) against our echo-server through
 #      Debian's tinyproxy (HTTP CONNECT, basic auth, ConnectPort limited to the echo
 #      servers' ports), ws:// and wss:// (TLS inside the tunnel, --insecure); a wrong
 #      password and a port outside ConnectPort are refused with the proxy's status line.
 #
 # Installs what is missing (apt-get: libwebsockets-test-server, openssl, curl, python3-venv,
+# nodejs and npm; npm: ws@8 into ARTIFACTS/interop/node;
 # tinyproxy (run here in the foreground on a free port, not as the package's service);
 # pip: websockets into ARTIFACTS/interop/venv). Every client runs under `timeout`; the
 # servers are started here and stopped by their PIDs. Loopback only.
@@ -58,6 +64,10 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [[ -z $ONLY_TS ]]; then
+  command -v node >/dev/null || need_apt+=(nodejs)
+  command -v npm >/dev/null || need_apt+=(npm)
+fi
 if ((${#need_apt[@]})); then
   echo "== apt-get install ${need_apt[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
@@ -70,6 +80,14 @@ if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
   echo "== pip install websockets (venv $VENV)"
   python3 -m venv "$VENV"
   timeout 300 "$VENV/bin/pip" install -q --disable-pip-version-check websockets </dev/null
+fi
+fi
+if [[ -z $ONLY_TS ]]; then
+NODE_DIR="$OUT/node"
+if ! NODE_PATH="$NODE_DIR/node_modules" node -e 'require("ws")' 2>/dev/null; then
+  echo "== npm install ws@8 ($NODE_DIR)"
+  mkdir -p "$NODE_DIR"
+  (cd "$NODE_DIR" && timeout 300 npm install --no-audit --no-fund --loglevel=error --prefix "$NODE_DIR" ws@8 </dev/null)
 fi
 fi
 for b in echo-server "$TS" test-client blocking-echo-check client-bench; do
@@ -322,6 +340,41 @@ for combo in "0 0 - -" "1 0 - -" "0 1 - -" "1 1 - -" "0 0 10 -" "0 0 - 9" "1 1 9
   fi
   kill "${pids[-1]}" 2>/dev/null || true
 done
+# --- 6c. permessage-deflate with Node ws, both directions -----------------------------
+# Its client offers each parameter combination (48) to echo-server --deflate; then our
+# blocking client offers deflate to ws servers, one per server-side combination, and the
+# parameters each one accepted are checked against its configuration.
+start echo-server-deflate-node "$EX/echo-server" --deflate
+ws_version=$(NODE_PATH="$NODE_DIR/node_modules" node -p 'require("ws/package.json").version')
+if NODE_PATH="$NODE_DIR/node_modules" timeout 90 node "$HERE/deflate_check.js" client "ws://127.0.0.1:$port/" \
+  >"$OUT/node-deflate-client.log" 2>&1 </dev/null; then
+  pass "node ws $ws_version client, permessage-deflate: $(grep -c '^ok ' "$OUT/node-deflate-client.log") parameter combinations negotiated and echoed"
+else
+  fail "node-deflate-client: $(grep -m1 FAIL "$OUT/node-deflate-client.log") (log $OUT/node-deflate-client.log)"
+fi
+combos=()
+for a in 0 1; do for b in 0 1; do for c in - 9 12; do for d in - 9 12; do combos+=("$a $b $c $d"); done; done; done; done
+NODE_PATH="$NODE_DIR/node_modules" node "$HERE/deflate_check.js" server "${combos[@]}" \
+  >"$OUT/node-deflate-server.log" 2>&1 </dev/null &
+pids+=($!)
+for _ in $(seq 1 100); do [[ $(grep -c '^listen' "$OUT/node-deflate-server.log") == "${#combos[@]}" ]] && break; sleep 0.1; done
+node_ok=0 node_bad=()
+while read -r _ p a b c d; do
+  rc=0
+  timeout 20 "$EX/blocking-echo-check" "ws://127.0.0.1:$p/" --deflate >"$OUT/node-deflate-server-$p.log" 2>&1 </dev/null || rc=$?
+  neg=$(grep -m1 "^neg $p " "$OUT/node-deflate-server.log" || true)
+  if [[ $rc == 0 && $neg == "neg $p deflate snct=$a cnct=$b smwb=$c cmwb=$d" ]]; then
+    node_ok=$((node_ok + 1))
+  else
+    node_bad+=("[$a $b $c $d: rc $rc, ${neg:-no connection}]")
+  fi
+done < <(grep '^listen' "$OUT/node-deflate-server.log")
+if [[ $node_ok == "${#combos[@]}" ]]; then
+  pass "our client, permessage-deflate, node ws $ws_version servers: $node_ok of ${#combos[@]} combinations (sNCT cNCT sMWB cMWB) negotiated as configured and echoed"
+else
+  fail "node-deflate-server: $node_ok of ${#combos[@]} ok; ${node_bad[*]:0:3} (logs $OUT/node-deflate-server*.log)"
+fi
+kill "${pids[-1]}" 2>/dev/null || true
 py_echo python-echo-tls "$LWS_CERT_DIR/tls-cert.pem" "$LWS_CERT_DIR/tls-key.pem"
 blocking_check blocking-client-tls "wss://localhost:$port/" --insecure
 blocking_check blocking-client-tls-cafile "wss://localhost:$port/" --cafile "$LWS_CERT_DIR/tls-cert.pem"
