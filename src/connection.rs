@@ -83,7 +83,7 @@ pub(crate) mod flag {
     pub(crate) const PLAIN_ON_TLS: u32 = 1 << 16;
     /// An outgoing connection: frames are masked, reasons are the `CLIENT_*` ones.
     pub(crate) const CLIENT: u32 = 1 << 17;
-    /// Subscribed to a topic: its queue of shared frames is in the context's topics.
+    /// Subscribed to a topic: its positions in the topics' logs are in the context's topics.
     pub(crate) const SUBSCRIBED: u32 = 1 << 18;
     /// Reading paused by a topic's push-back (a subscriber is at its bound), apart from
     /// the user's own rx flow control.
