@@ -555,7 +555,14 @@ fn echo_with_flow_control_against_a_slow_reader() {
             }),
         )
     });
-    let mut c = Client::open(s.port);
+    // A small receive window, so that the kernel's buffers cannot take the whole echo.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(32 << 10).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], s.port).into();
+    sock.connect(&addr.into()).unwrap();
+    let mut c = Client::from_stream(sock.into());
+    c.send(&Req::upgrade(s.port).bytes());
+    assert_eq!(c.read_response().unwrap().status, 101);
     let msgs: Vec<Vec<u8>> = (0..128).map(|i| pattern(i, 64 << 10)).collect();
     let mut wire = Vec::new();
     for m in &msgs {
@@ -565,7 +572,12 @@ fn echo_with_flow_control_against_a_slow_reader() {
     let writer = std::thread::spawn(move || {
         std::io::Write::write_all(&mut w, &wire).unwrap();
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Not reading until the server has paused (a fixed 300 ms was too short for the writer
+    // thread on a loaded machine); a server that never pauses fails here.
+    assert!(
+        eventually(T, || pauses.load(Ordering::SeqCst) > 0),
+        "never paused"
+    );
     for (i, m) in msgs.iter().enumerate() {
         match c.read_msg() {
             Msg::Binary(b) => assert!(&b == m, "message {i} differs"),
@@ -573,5 +585,4 @@ fn echo_with_flow_control_against_a_slow_reader() {
         }
     }
     writer.join().unwrap();
-    assert!(pauses.load(Ordering::SeqCst) > 0, "never paused");
 }
