@@ -9,56 +9,14 @@
 
 mod common;
 
+use common::redis::{free_port, RedisServer};
+
 use common::*;
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wsreactor::backplane::LinkConfig;
 use wsreactor::{Close, ContextBuilder, Protocol, Reason, Wsi};
-
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        let end = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis(child)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Every connection joins topic "room"; each message one sends is published to the room
 /// (pieces of a message are gathered first).
@@ -160,7 +118,7 @@ fn read_messages(c: &mut Client, want: usize) -> Vec<String> {
 #[test]
 fn two_processes_share_a_room_through_redis() {
     let rport = free_port();
-    let mut redis = Redis::start(rport);
+    let mut redis = RedisServer::start(rport, None);
     let url = format!("redis://127.0.0.1:{rport}/");
     let (a, b) = (server(&url), server(&url));
     let mut on_a: Vec<Client> = (0..100).map(|_| Client::open(a.port)).collect();
@@ -217,8 +175,7 @@ fn two_processes_share_a_room_through_redis() {
     );
 
     // Redis killed: local delivery goes on at once
-    let _ = redis.0.kill();
-    let _ = redis.0.wait();
+    redis.stop();
     let t = Instant::now();
     on_a[0].send_text("local while down");
     for c in on_a.iter_mut().take(10) {
@@ -230,7 +187,7 @@ fn two_processes_share_a_room_through_redis() {
         t.elapsed()
     );
     // back: cross delivery resumes within a few seconds
-    redis = Redis::start(rport);
+    redis = RedisServer::start(rport, None);
     let t = Instant::now();
     assert!(
         until_linked(&mut on_a[0], &mut on_b[0], "again", 10),
@@ -366,7 +323,7 @@ impl Protocol for Watcher {
 fn every_protocol_is_told_once_when_the_link_goes_down_and_when_it_is_back() {
     use std::sync::{Arc, Mutex};
     let rport = free_port();
-    let mut redis = Redis::start(rport);
+    let mut redis = RedisServer::start(rport, None);
     let url = format!("redis://127.0.0.1:{rport}/");
     let (one, two) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
     let (o, t) = (one.clone(), two.clone());
@@ -386,8 +343,7 @@ fn every_protocol_is_told_once_when_the_link_goes_down_and_when_it_is_back() {
         "{:?}",
         seen(&one)
     );
-    let _ = redis.0.kill();
-    let _ = redis.0.wait();
+    redis.stop();
     assert!(
         eventually(Duration::from_secs(5), || seen(&one) == ["up", "down"]),
         "{:?}",
@@ -396,7 +352,7 @@ fn every_protocol_is_told_once_when_the_link_goes_down_and_when_it_is_back() {
     // reconnects keep failing every 100 ms meanwhile: no more notices
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(seen(&one), ["up", "down"]);
-    redis = Redis::start(rport);
+    redis = RedisServer::start(rport, None);
     assert!(
         eventually(Duration::from_secs(5), || seen(&one) == ["up", "down", "up"]),
         "{:?}",

@@ -4,60 +4,14 @@
 //! resubscription. Needs the `redis` feature and `redis-server` on PATH.
 #![cfg(feature = "redis")]
 
+#[path = "common/redis.rs"]
+mod redis_common;
+
+use redis_common::{free_port, RedisServer};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wsreactor::backplane::{Link, LinkConfig, LinkEvent, RedisUrl};
-
-struct Redis {
-    child: Child,
-}
-
-impl Redis {
-    fn start(port: u16, password: Option<&str>) -> Redis {
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]);
-        if let Some(p) = password {
-            cmd.args(["--requirepass", p]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        let end = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A link with its socket, serviced by polling with short timeouts.
 struct Peer {
@@ -144,7 +98,7 @@ fn delivered(p: &Peer) -> Vec<(String, Vec<u8>, bool)> {
 #[test]
 fn two_processes_through_a_real_redis_with_a_restart() {
     let port = free_port();
-    let mut redis = Redis::start(port, Some("s3cret"));
+    let mut redis = RedisServer::start(port, Some("s3cret"));
     let url = format!("redis://:s3cret@127.0.0.1:{port}/");
     let (mut a, mut b) = (Peer::new(&url, 1), Peer::new(&url, 2));
     a.link.subscribe("room");
@@ -182,8 +136,7 @@ fn two_processes_through_a_real_redis_with_a_restart() {
     assert_eq!(got, (0..100).collect::<Vec<u8>>(), "in order, binary intact");
 
     // Redis goes away: both links go down, publishing meanwhile is queued (bounded)
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.stop();
     assert!(run(&mut a, &mut b, 5, |a, b| !a.link.is_up() && !b.link.is_up()));
     assert!(a.events.iter().any(|e| matches!(e, LinkEvent::Down(_))));
     b.link.publish("room", b"while down", false);
@@ -192,7 +145,7 @@ fn two_processes_through_a_real_redis_with_a_restart() {
         b.step();
     }
     // back: both reconnect and resubscribe; the queued message arrives
-    redis = Redis::start(port, Some("s3cret"));
+    redis = RedisServer::start(port, Some("s3cret"));
     assert!(run(&mut a, &mut b, 10, |a, b| a.link.is_up() && b.link.is_up()));
     let n = delivered(&a).len();
     // the queued message may race a's resubscription (delivery is at most once), so
@@ -221,7 +174,7 @@ fn two_processes_through_a_real_redis_with_a_restart() {
 #[test]
 fn a_wrong_password_is_reported_and_retried() {
     let port = free_port();
-    let _redis = Redis::start(port, Some("right"));
+    let _redis = RedisServer::start(port, Some("right"));
     let url = format!("redis://:wrong@127.0.0.1:{port}/");
     let (mut a, mut b) = (Peer::new(&url, 1), Peer::new(&url, 2));
     assert!(run(&mut a, &mut b, 5, |a, _| a.link.stats().downs >= 2));

@@ -118,44 +118,10 @@ fn chat_rooms_nicknames_counts_and_the_page() {
 #[cfg(feature = "redis")]
 #[test]
 fn chat_rooms_span_two_servers_through_redis_with_counts_per_server() {
-    use std::process::{Command, Stdio};
+    use common::redis::{free_port, RedisServer};
     use std::time::Instant;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH (apt-get install redis-server)");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let end = Instant::now() + T;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > end {
-            let _ = redis.kill();
-            panic!("redis-server did not listen on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _redis = Kill(redis);
+    let port = free_port();
+    let _redis = RedisServer::start(port, None);
     let url = format!("redis://127.0.0.1:{port}/");
     let u2 = url.clone();
     let a = Server::start(&Log::new(), move |b| chat::configure_redis(b, &url));

@@ -4,6 +4,8 @@
 //! Everything is bounded in time: sockets have read/write timeouts, waits have deadlines.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
