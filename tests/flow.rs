@@ -176,6 +176,19 @@ fn rx_flow_control_pause_inside_a_fragmented_message_with_big_backlog() {
 }
 
 /// Pattern of message `i` of the back-pressure test.
+/// An upgraded client with a 32 KiB receive buffer, so that what the server sends backs up
+/// into the server soon when the client does not read.
+fn small_window_client(port: u16) -> Client {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(32 << 10).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    sock.connect(&addr.into()).unwrap();
+    let mut c = Client::from_stream(sock.into());
+    c.send(&Req::upgrade(port).bytes());
+    assert_eq!(c.read_response().unwrap().status, 101);
+    c
+}
+
 fn pattern(i: usize, len: usize) -> Vec<u8> {
     (0..len)
         .map(|j| (i.wrapping_mul(131) ^ j.wrapping_mul(7) ^ (j >> 9)) as u8)
@@ -236,13 +249,7 @@ fn writable_back_pressure_does_not_spin_and_delivers_everything() {
         )
     });
     // a client with a small receive window that does not read for a while
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(32 << 10).unwrap();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], s.port).into();
-    sock.connect(&addr.into()).unwrap();
-    let mut c = Client::from_stream(sock.into());
-    c.send(&Req::upgrade(s.port).bytes());
-    assert_eq!(c.read_response().unwrap().status, 101);
+    let mut c = small_window_client(s.port);
 
     // Wait for the stall: the kernel's buffers full and nothing more written for 200 ms (a
     // fixed wait was too short on a loaded machine, and WRITEABLEs still running counted
@@ -556,13 +563,7 @@ fn echo_with_flow_control_against_a_slow_reader() {
         )
     });
     // A small receive window, so that the kernel's buffers cannot take the whole echo.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(32 << 10).unwrap();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], s.port).into();
-    sock.connect(&addr.into()).unwrap();
-    let mut c = Client::from_stream(sock.into());
-    c.send(&Req::upgrade(s.port).bytes());
-    assert_eq!(c.read_response().unwrap().status, 101);
+    let mut c = small_window_client(s.port);
     let msgs: Vec<Vec<u8>> = (0..128).map(|i| pattern(i, 64 << 10)).collect();
     let mut wire = Vec::new();
     for m in &msgs {
