@@ -476,25 +476,6 @@ fn two_contexts_share_a_port_with_reuse_port() {
     assert!(na > 0 && nb > 0, "{na} and {nb}");
 }
 
-/// The example server, built beside this test binary (`cargo test --all-targets` builds
-/// the examples first).
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run cargo test --all-targets",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn echo_server_with_two_threads_shuts_down_gracefully_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -13,24 +13,6 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The example, built beside this test binary.
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run cargo test --all-targets",
-        p.display()
-    );
-    p
-}
-
 /// `test-server` on a free loopback port, killed (by its PID) when dropped.
 struct TestServer {
     child: Child,

@@ -916,3 +916,22 @@ pub fn blocking_echo(port: u16, text: &str) {
     );
     c.close().expect("close");
 }
+
+/// An example program, built beside this test binary (`cargo test --all-targets` builds
+/// the examples; CI runs `cargo build --examples` first).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run cargo test --all-targets",
+        p.display()
+    );
+    p
+}
