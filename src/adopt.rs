@@ -31,22 +31,17 @@ impl Context {
         self.readiness.add_conn(transport.source(), k)?;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        entry.insert(Conn {
+        let session = self.protocols[proto as usize].handler.new_session();
+        let rx = Receiver::new(Role::Server, self.cfg.limits);
+        entry.insert(Conn::new(
             transport,
-            out: Vec::new(),
-            stash: Vec::new(),
-            rx: Receiver::new(Role::Server, self.cfg.limits),
-            ext: None,
-            http: None,
-            deadline: None,
-            out_pos: 0,
-            drained: 0,
+            rx,
             gen,
-            session: self.protocols[proto as usize].handler.new_session(),
             proto,
-            flags: flag::MAY_READ,
+            session,
+            flag::MAY_READ,
             state,
-        });
+        ));
         Ok(k)
     }
 

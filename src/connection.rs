@@ -121,6 +121,34 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A new connection with nothing buffered, no deadline, no extension and no HTTP state.
+    pub(crate) fn new(
+        transport: Transport,
+        rx: Receiver,
+        gen: u32,
+        proto: u16,
+        session: u32,
+        flags: u32,
+        state: State,
+    ) -> Conn {
+        Conn {
+            transport,
+            out: Vec::new(),
+            stash: Vec::new(),
+            rx,
+            ext: None,
+            http: None,
+            deadline: None,
+            out_pos: 0,
+            drained: 0,
+            gen,
+            session,
+            proto,
+            flags,
+            state,
+        }
+    }
+
     #[inline]
     pub(crate) fn has(&self, f: u32) -> bool {
         self.flags & f != 0

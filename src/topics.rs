@@ -1002,22 +1002,8 @@ mod tests {
 
     fn conn(gen: u32) -> Conn {
         let (a, _) = std::os::unix::net::UnixStream::pair().unwrap();
-        Conn {
-            transport: Transport::unix(a),
-            out: Vec::new(),
-            stash: Vec::new(),
-            rx: Receiver::new(Role::Server, Default::default()),
-            ext: None,
-            http: None,
-            deadline: None,
-            out_pos: 0,
-            drained: 0,
-            gen,
-            session: 0,
-            proto: 0,
-            flags: 0,
-            state: State::WebSocket,
-        }
+        let rx = Receiver::new(Role::Server, Default::default());
+        Conn::new(Transport::unix(a), rx, gen, 0, 0, 0, State::WebSocket)
     }
 
     fn no_mask() -> [u8; 4] {

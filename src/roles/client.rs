@@ -334,25 +334,21 @@ impl Context {
             tls_pending,
             ext_offered: Vec::new(),
         };
-        entry.insert(Conn {
+        let rx = Receiver::new(Role::Client, self.cfg.limits);
+        let mut conn = Conn::new(
             transport,
-            out: Vec::new(),
-            stash: Vec::new(),
-            rx: Receiver::new(Role::Client, self.cfg.limits),
-            ext: None,
-            http: Some(Box::new(HttpState {
-                client: Some(Box::new(client)),
-                ..HttpState::default()
-            })),
-            deadline: None,
-            out_pos: 0,
-            drained: 0,
+            rx,
             gen,
+            pid.0,
             session,
-            proto: pid.0,
-            flags: flag::CLIENT,
-            state: State::ClientConnecting,
-        });
+            flag::CLIENT,
+            State::ClientConnecting,
+        );
+        conn.http = Some(Box::new(HttpState {
+            client: Some(Box::new(client)),
+            ..HttpState::default()
+        }));
+        entry.insert(conn);
         let connect = self.shared.timers.live.connect;
         self.set_deadline(k, connect, PendingTimeout::AwaitingConnectResponse);
         if let Some(addrs) = given {
